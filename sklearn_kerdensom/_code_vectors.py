@@ -1,0 +1,137 @@
+"""The M-step for the code vectors: the regularised system and its two solvers.
+
+For weights ``W`` the code vectors minimise
+``sum_kc W[k, c] |x_k - v_c|^2 + lambda * trace(V.T P V)``, i.e. they solve
+``(diag(mass) + lambda * P) V = W.T X`` (reference §5.3 and §9).
+
+* :func:`gauss_seidel_sweeps` is Xmipp's solver: in-place sweeps in node order,
+  at most 100, stopped when the relative L1 change of a sweep is <= 1e-5.
+* :func:`solve_exactly` is a Cholesky solve of the same system.
+
+A node whose row of the system is empty (no mass and no regularised
+neighbour, e.g. an empty node of kernel c-means) keeps its code vector; Xmipp
+divides 0 by 0 there (reference §13.7).
+"""
+
+from functools import cache
+
+import numpy as np
+from scipy import linalg, sparse
+from threadpoolctl import ThreadpoolController
+
+GAUSS_SEIDEL_TOL = 1e-5
+GAUSS_SEIDEL_MAX_SWEEPS = 100
+
+# Below this, a node's mass is treated as zero: the division would lose all precision.
+_EMPTY_NODE_MASS = 1e-250
+
+
+@cache
+def _threadpool_controller():
+    return ThreadpoolController()
+
+
+def single_threaded_blas():
+    """Context with BLAS on one thread: node-sized products and solves are slower on several."""
+    return _threadpool_controller().limit(limits=1, user_api="blas")
+
+
+def roughness(code_vectors, smoothness):
+    """``trace(V.T @ P @ V)``: the smoothness penalty before its regularization weight."""
+    return float(np.einsum("ij,ij->", smoothness @ code_vectors, code_vectors))
+
+
+def _system(mass, weighted_sums, code_vectors, smoothness, regularization):
+    """System matrix and right-hand side, with empty rows made to keep their code vector."""
+    matrix = np.diag(mass)
+    if regularization != 0:
+        matrix = matrix + regularization * smoothness
+    rhs = weighted_sums.copy()
+    empty = np.diag(matrix) <= _EMPTY_NODE_MASS
+    if np.any(empty):
+        matrix[empty, :] = 0.0
+        matrix[empty, empty] = 1.0
+        rhs[empty] = code_vectors[empty]
+    return matrix, rhs
+
+
+def _dependency_levels(matrix):
+    """Groups of nodes that a sweep in index order can update at once.
+
+    A node depends on its lower-index neighbours' new values; its level is one
+    more than theirs. Nodes of one level are never neighbours, so updating them
+    together, level by level, is exactly the sequential sweep (on a rectangular
+    map the levels are the anti-diagonals).
+    """
+    n_nodes = len(matrix)
+    levels = np.zeros(n_nodes, dtype=np.intp)
+    for node in range(n_nodes):
+        earlier = np.flatnonzero(matrix[node, :node])
+        if earlier.size:
+            levels[node] = levels[earlier].max() + 1
+    return [np.flatnonzero(levels == level) for level in range(levels.max() + 1)]
+
+
+def gauss_seidel_sweeps(mass, weighted_sums, code_vectors, smoothness, regularization, dtype):
+    """Xmipp's Gauss-Seidel code-vector update (reference §5.3).
+
+    Each sweep updates the nodes in index order from the newest values of their
+    neighbours, rounding every new code vector to ``dtype`` as Xmipp stores them
+    (float32 for float32 data); the nodes of one dependency level
+    are updated together, vectorised over nodes and features.
+
+    Parameters
+    ----------
+    mass : ndarray of shape (n_nodes,)
+    weighted_sums : ndarray of shape (n_nodes, n_features)
+    code_vectors : ndarray of shape (n_nodes, n_features)
+        The starting point, in internal coordinates.
+    smoothness : ndarray of shape (n_nodes, n_nodes)
+    regularization : float
+    dtype : dtype
+        Storage dtype of the code vectors.
+
+    Returns
+    -------
+    code_vectors : ndarray of shape (n_nodes, n_features), float64
+    n_sweeps : int
+    relative_change : float
+        The relative L1 change of the last sweep.
+    """
+    matrix, rhs = _system(mass, weighted_sums, code_vectors, smoothness, regularization)
+    inverse_diagonal = 1.0 / np.diag(matrix)
+    off_diagonal = matrix - np.diag(np.diag(matrix))
+    level_rows = [
+        (nodes, sparse.csr_array(off_diagonal[nodes]), inverse_diagonal[nodes, None])
+        for nodes in _dependency_levels(off_diagonal)
+    ]
+    current = np.array(code_vectors, dtype=np.float64)
+    relative_change = np.inf
+    with single_threaded_blas():
+        for n_sweeps in range(1, GAUSS_SEIDEL_MAX_SWEEPS + 1):  # noqa: B007 (returned)
+            previous = current.copy()
+            for nodes, coupling, inverse in level_rows:
+                updated = (rhs[nodes] - coupling @ current) * inverse
+                current[nodes] = updated.astype(dtype)
+            change = np.abs(current - previous).sum()
+            size = np.abs(current).sum()
+            relative_change = change / size if size > 0 else 0.0
+            if change <= GAUSS_SEIDEL_TOL * size:
+                break
+    return current, n_sweeps, relative_change
+
+
+def solve_exactly(mass, weighted_sums, code_vectors, smoothness, regularization):
+    """The exact minimiser: a Cholesky solve of the (symmetric, positive definite) system.
+
+    Returns
+    -------
+    code_vectors : ndarray of shape (n_nodes, n_features), float64
+    """
+    matrix, rhs = _system(mass, weighted_sums, code_vectors, smoothness, regularization)
+    with single_threaded_blas():
+        try:
+            return linalg.cho_solve(linalg.cho_factor(matrix), rhs)
+        except linalg.LinAlgError:
+            # Only when masses underflow so far that the matrix is numerically singular.
+            return linalg.lstsq(matrix, rhs)[0]

@@ -1,0 +1,80 @@
+"""Map topology: where the nodes sit and which of them are neighbours.
+
+Node ``c`` sits at column ``c % n_columns`` and row ``c // n_columns`` (Xmipp's
+order). The smoothness operator is the graph Laplacian of the neighbour graph
+divided by a fixed ``kappa`` (reference §3): 4 for a rectangular map, 6 for a
+hexagonal one, 2 when the map has a single row or column. Border nodes keep the
+same ``kappa``, so their smoothness pull is weaker, as in Xmipp.
+
+The hexagonal map shifts odd rows by half a node to the right. Its diagonal
+neighbours are ``(x - 1, y +- 1)`` on even rows and ``(x + 1, y +- 1)`` on odd
+rows, so the neighbour relation is symmetric. Xmipp uses ``(x - 1, y +- 1)`` on
+every row, which is only right for even rows and makes its operator asymmetric
+(reference §3 and §13.6); we do not reproduce that.
+"""
+
+import numpy as np
+
+TOPOLOGIES = ("rect", "hex")
+
+_RECT_OFFSETS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+_HEX_EVEN_ROW_OFFSETS = (*_RECT_OFFSETS, (-1, -1), (-1, 1))
+_HEX_ODD_ROW_OFFSETS = (*_RECT_OFFSETS, (1, -1), (1, 1))
+
+
+def node_positions(n_columns, n_rows, topology):
+    """Grid coordinates of the nodes.
+
+    Returns
+    -------
+    positions : ndarray of shape (n_columns * n_rows, 2)
+        ``x`` (column) then ``y`` (row) of every node in map order; odd rows of a
+        hexagonal map are shifted by ``+0.5`` in ``x``.
+    """
+    rows, columns = np.divmod(np.arange(n_columns * n_rows), n_columns)
+    x = columns.astype(np.float64)
+    if topology == "hex":
+        x += 0.5 * (rows % 2)
+    return np.column_stack([x, rows.astype(np.float64)])
+
+
+def adjacency_matrix(n_columns, n_rows, topology):
+    """Symmetric 0/1 neighbour matrix of shape (n_nodes, n_nodes); off-map neighbours are dropped."""
+    n_nodes = n_columns * n_rows
+    adjacency = np.zeros((n_nodes, n_nodes))
+    for node in range(n_nodes):
+        row, column = divmod(node, n_columns)
+        if topology == "rect":
+            offsets = _RECT_OFFSETS
+        elif row % 2 == 0:
+            offsets = _HEX_EVEN_ROW_OFFSETS
+        else:
+            offsets = _HEX_ODD_ROW_OFFSETS
+        for d_column, d_row in offsets:
+            other_column, other_row = column + d_column, row + d_row
+            if 0 <= other_column < n_columns and 0 <= other_row < n_rows:
+                adjacency[node, other_row * n_columns + other_column] = 1.0
+    return adjacency
+
+
+def neighbour_divisor(n_columns, n_rows, topology):
+    """Xmipp's fixed ``kappa``: 2 for a map with one row or column, else 4 (rect) or 6 (hex)."""
+    if n_columns == 1 or n_rows == 1:
+        return 2.0
+    return 4.0 if topology == "rect" else 6.0
+
+
+def smoothness_matrix(n_columns, n_rows, topology):
+    """The smoothness operator ``P = (diag(degree) - adjacency) / kappa``.
+
+    ``trace(V.T @ P @ V)`` is the map's roughness: the sum of squared differences
+    between neighbouring code vectors, divided by ``kappa``. ``P`` is symmetric
+    and positive semi-definite, with rows summing to zero.
+
+    Returns
+    -------
+    smoothness : ndarray of shape (n_nodes, n_nodes)
+    """
+    adjacency = adjacency_matrix(n_columns, n_rows, topology)
+    kappa = neighbour_divisor(n_columns, n_rows, topology)
+    return (np.diag(adjacency.sum(axis=1)) - adjacency) / kappa

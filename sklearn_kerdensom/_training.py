@@ -1,0 +1,210 @@
+"""The annealing loop of KerDenSOM: E-step, width update, code-vector update.
+
+Two sets of update rules share the loop (``objective``):
+
+``"likelihood"``
+    Exact EM steps of the penalised kernel-density negative log-likelihood
+    ``F(V, s) = -sum_k log((1/K) sum_c kernel(x_k; v_c, s)) + w * trace(V.T P V) / (2 s)``
+    (reference §4 and §9; ``w`` is :func:`._kernels.penalty_weight`): memberships
+    from the current state, code vectors from an exact solve, then the width
+    from the new code vectors. ``F`` never increases within an annealing step.
+
+``"xmipp"``
+    Xmipp's rules (reference §5; for the Student-t kernel the legacy program of
+    §7): the width is updated from the code vectors *before* their update, the
+    code vectors by Gauss-Seidel sweeps, and for the Gaussian kernel squared
+    distances are divided by the number of features inside the memberships.
+
+Both stop an annealing step when the relative change of the width is <= ``tol``
+or after ``max_iter`` iterations, and carry the state over to the next step.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._code_vectors import gauss_seidel_sweeps, roughness, solve_exactly
+from ._kernels import kernel_variance, penalty_weight, updated_sigma
+from ._passes import e_step
+
+
+@dataclass
+class Problem:
+    """What stays fixed during a fit: the data, their frame and the model's settings."""
+
+    X: np.ndarray
+    frame: object
+    smoothness: np.ndarray
+    kernel: str
+    df: float
+    objective: str
+    dtype: np.dtype
+    storage_dtype: np.dtype
+    sigma_floor: float
+
+    @property
+    def n_samples(self):
+        return self.X.shape[0]
+
+    @property
+    def n_features(self):
+        return self.X.shape[1]
+
+    def variance(self, sigma):
+        return kernel_variance(sigma, self.n_features, self.kernel, self.objective)
+
+    def penalized_objective(self, log_likelihood, code_vectors_roughness, sigma, regularization):
+        """``F`` of the module docstring, from a pass's log-likelihood."""
+        weight = penalty_weight(regularization, self.n_features, self.kernel, self.df)
+        penalty = weight * code_vectors_roughness / (2.0 * self.variance(sigma))
+        return -log_likelihood + penalty
+
+    def updated_sigma(self, weighted_sq_distance, code_vectors_roughness, regularization):
+        sigma = updated_sigma(
+            weighted_sq_distance,
+            code_vectors_roughness,
+            regularization,
+            self.n_samples,
+            self.n_features,
+            self.kernel,
+            self.df,
+            self.objective,
+        )
+        return max(sigma, self.sigma_floor)
+
+
+@dataclass
+class StepTrace:
+    """One annealing step, iteration by iteration."""
+
+    regularization: float
+    sigma: list = field(default_factory=list)
+    sigma_change: list = field(default_factory=list)
+    objective: list = field(default_factory=list)
+    gauss_seidel_sweeps: list = field(default_factory=list)
+
+    @property
+    def n_iter(self):
+        return len(self.sigma)
+
+    def summary(self, tol):
+        """The public ``annealing_history_`` entry of this step."""
+        return {
+            "regularization": self.regularization,
+            "sigma": self.sigma[-1],
+            "objective": self.objective[-1],
+            "n_iter": self.n_iter,
+            "converged": self.sigma_change[-1] <= tol,
+            "objective_per_iteration": np.asarray(self.objective),
+        }
+
+
+def _expectation(problem, code_vectors, sigma, regularization, trace):
+    """E-step pass; records the objective at the current state and returns the statistics and roughness."""
+    statistics = e_step(
+        problem.X,
+        problem.frame,
+        code_vectors,
+        problem.variance(sigma),
+        problem.kernel,
+        problem.df,
+        problem.dtype,
+        problem.storage_dtype,
+    )
+    current_roughness = roughness(code_vectors, problem.smoothness)
+    trace.objective.append(
+        problem.penalized_objective(statistics.log_likelihood, current_roughness, sigma, regularization)
+    )
+    return statistics, current_roughness
+
+
+def _xmipp_iteration(problem, code_vectors, sigma, regularization, trace):
+    """Xmipp's ``mainIterations`` body: memberships, width from the old code vectors, Gauss-Seidel."""
+    statistics, old_roughness = _expectation(problem, code_vectors, sigma, regularization, trace)
+    new_sigma = problem.updated_sigma(statistics.weighted_sq_distance, old_roughness, regularization)
+    code_vectors, n_sweeps, _ = gauss_seidel_sweeps(
+        statistics.mass,
+        statistics.weighted_sums,
+        code_vectors,
+        problem.smoothness,
+        regularization,
+        problem.storage_dtype,
+    )
+    trace.gauss_seidel_sweeps.append(n_sweeps)
+    return code_vectors, new_sigma
+
+
+def _likelihood_iteration(problem, code_vectors, sigma, regularization, trace):
+    """One EM step: memberships, exact code-vector solve, width from the new code vectors."""
+    statistics, _ = _expectation(problem, code_vectors, sigma, regularization, trace)
+    code_vectors = solve_exactly(
+        statistics.mass,
+        statistics.weighted_sums,
+        code_vectors,
+        problem.smoothness,
+        regularization,
+    )
+    new_sigma = problem.updated_sigma(
+        statistics.weighted_sq_distance_to(code_vectors),
+        roughness(code_vectors, problem.smoothness),
+        regularization,
+    )
+    return code_vectors, new_sigma
+
+
+_ITERATIONS = {"xmipp": _xmipp_iteration, "likelihood": _likelihood_iteration}
+
+
+def anneal(problem, code_vectors, sigma, schedule, max_iter, tol, verbose=0):
+    """Run every annealing step of ``schedule`` from the given state.
+
+    Parameters
+    ----------
+    problem : Problem
+    code_vectors : ndarray of shape (n_nodes, n_features)
+        Initial code vectors, internal coordinates, float64.
+    sigma : float
+        Initial width in the objective's convention.
+    schedule : list of float
+        Regularization of each annealing step.
+    max_iter : int
+        Maximum inner iterations per step.
+    tol : float
+        A step stops when ``|sigma_old / sigma_new - 1| <= tol``.
+    verbose : int
+        1 prints a line per step, 2 also a line per iteration.
+
+    Returns
+    -------
+    code_vectors : ndarray of shape (n_nodes, n_features), float64
+    sigma : float
+    traces : list of StepTrace
+    """
+    iteration = _ITERATIONS[problem.objective]
+    sigma = max(sigma, problem.sigma_floor)
+    traces = []
+    start = time.perf_counter()
+    for step, regularization in enumerate(schedule):
+        trace = StepTrace(regularization=regularization)
+        for _ in range(max_iter):
+            code_vectors, new_sigma = iteration(problem, code_vectors, sigma, regularization, trace)
+            change = abs(sigma / new_sigma - 1.0)
+            sigma = new_sigma
+            trace.sigma.append(sigma)
+            trace.sigma_change.append(change)
+            if verbose >= 2:
+                print(
+                    f"[KerDenSOM] step {step + 1} iteration {trace.n_iter}: "
+                    f"sigma={sigma:.6g} change={change:.3g} objective={trace.objective[-1]:.8g}"
+                )
+            if change <= tol:
+                break
+        traces.append(trace)
+        if verbose:
+            print(
+                f"[KerDenSOM] step {step + 1}/{len(schedule)}: regularization={regularization:.6g} "
+                f"sigma={sigma:.6g} iterations={trace.n_iter} objective={trace.objective[-1]:.8g} "
+                f"elapsed={time.perf_counter() - start:.2f}s"
+            )
+    return code_vectors, sigma, traces

@@ -1,0 +1,412 @@
+"""The KerDenSOM estimator: a kernel-density self-organizing map."""
+
+import warnings
+from functools import partial
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._annealing import regularization_schedule
+from ._frame import fit_frame
+from ._initialization import (
+    from_memberships,
+    pca_code_vectors,
+    random_memberships,
+    width_from_nearest,
+)
+from ._kernels import KERNELS, OBJECTIVES, kernel_variance, sigma_from_kernel_variance
+from ._passes import (
+    distance_rows,
+    log_density_rows,
+    membership_rows,
+    nearest_nodes,
+    per_sample,
+)
+from ._topology import TOPOLOGIES, node_positions, smoothness_matrix
+from ._training import Problem, anneal
+
+# The kernel variance never drops below this fraction of the data's mean square
+# per feature, so duplicated or single samples cannot make it 0 (and the
+# memberships 0 / 0).
+_RELATIVE_VARIANCE_FLOOR = 1e-12
+
+_MEMBERSHIP_SUM_TOL = 1e-4
+
+
+class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+    """Kernel-density self-organizing map (KerDenSOM), as in Xmipp's ``classify_kerdensom``.
+
+    The map is a grid of ``n_columns x n_rows`` nodes, each with a code vector;
+    together they define a kernel density (an equal-weight mixture of isotropic
+    kernels centred at the code vectors, with a common width). Fitting maximises
+    the density's likelihood of the data penalised by the roughness of the map
+    (squared differences between neighbouring code vectors), lowering the
+    penalty's weight by deterministic annealing, so that neighbouring nodes end
+    up with similar code vectors.
+
+    Parameters
+    ----------
+    n_columns, n_rows : int, default=7
+        Map size. Node ``c`` sits at column ``c % n_columns`` and row
+        ``c // n_columns`` (Xmipp's ``--xdim`` and ``--ydim``).
+    topology : {"rect", "hex"}, default="rect"
+        ``"rect"``: 4 neighbours. ``"hex"``: 6 neighbours, odd rows shifted right
+        by half a node. Unlike Xmipp, whose hexagonal neighbours ignore the row
+        parity, the hexagonal neighbourhood here is symmetric.
+    kernel : {"gaussian", "student_t"}, default="gaussian"
+        Kernel of the density. ``"student_t"`` is the legacy Xmipp t-Student
+        variant (heavier tails, robust to outliers).
+    df : float, default=3.0
+        Degrees of freedom of the Student-t kernel, > 0.
+    reg_initial, reg_final : float, default=1000.0 and 200.0
+        Smoothness regularization of the first and last annealing steps, >= 0;
+        the schedule is geometric. ``reg_initial = reg_final = 0`` is kernel
+        c-means (one step without smoothness).
+    annealing_steps : int, default=5
+        Number of annealing steps. With 1, the only step uses ``reg_final``.
+    objective : {"likelihood", "xmipp"}, default="likelihood"
+        ``"likelihood"``: exact EM steps of the penalised kernel-density
+        log-likelihood (exact code-vector solve); the objective never increases
+        within a step. ``"xmipp"``: Xmipp's update rules, reproducing its
+        trajectories: squared distances divided by ``n_features`` inside the
+        Gaussian memberships, the width updated from the previous code vectors,
+        Gauss-Seidel code-vector sweeps, float64 accumulation and (for float32
+        data) float32 storage of memberships and code vectors.
+    max_iter : int, default=200
+        Maximum inner iterations per annealing step.
+    tol : float, default=1e-7
+        A step stops when the relative change of the width is <= ``tol``.
+    init : {"pca", "random"} or array-like of shape (n_samples, n_nodes), default="pca"
+        ``"pca"``: code vectors on a grid in the plane of the first two principal
+        components. ``"random"``: random memberships (Xmipp). An array:
+        initial memberships, non-negative, rows summing to 1, used as given.
+    standardize : bool, default=False
+        Z-score every feature before fitting (Xmipp's ``--norm``; constant
+        features are left as they are); code vectors are mapped back.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the random memberships and the PCA of ``init``.
+    verbose : int, default=0
+        1 prints a line per annealing step, 2 also a line per iteration.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_nodes, n_features)
+        Code vectors in map order, in the units of ``X``.
+    labels_ : ndarray of shape (n_samples,)
+        ``predict(X)`` of the training data: the node of highest membership.
+    sigma_ : float
+        Fitted kernel width in the objective's convention: the kernel variance
+        (in squared units of the internal, possibly standardized features) for
+        ``"likelihood"`` and for the Student-t kernel; for Xmipp's Gaussian rule
+        that variance divided by ``n_features`` (reference §9).
+    n_iter_ : int
+        Total inner iterations over all annealing steps.
+    converged_ : bool
+        Whether the last annealing step met ``tol`` before ``max_iter``.
+    annealing_history_ : list of dict
+        One dict per annealing step with ``"regularization"``, ``"sigma"``
+        (width at the end of the step), ``"objective"`` (penalised negative
+        log-likelihood, summed over samples, at the step's last E-step),
+        ``"n_iter"``, ``"converged"`` and ``"objective_per_iteration"``.
+    node_positions_ : ndarray of shape (n_nodes, 2)
+        Grid coordinates of the nodes: x (column; +0.5 on odd rows of a
+        hexagonal map) and y (row).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined when ``X`` has feature names that are all strings.
+
+    References
+    ----------
+    Pascual-Montano et al. (2001), "A novel neural network technique for
+    analysis and classification of EM single-particle images", J. Struct.
+    Biol. 133:233-245.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_kerdensom import KerDenSOM
+    >>> X = np.random.default_rng(0).normal(size=(200, 16))
+    >>> som = KerDenSOM(4, 3, random_state=0).fit(X)
+    >>> som.cluster_centers_.shape
+    (12, 16)
+    """
+
+    _parameter_constraints: dict = {
+        "n_columns": [Interval(Integral, 1, None, closed="left")],
+        "n_rows": [Interval(Integral, 1, None, closed="left")],
+        "topology": [StrOptions(set(TOPOLOGIES))],
+        "kernel": [StrOptions(set(KERNELS))],
+        "df": [Interval(Real, 0, None, closed="neither")],
+        "reg_initial": [Interval(Real, 0, None, closed="left")],
+        "reg_final": [Interval(Real, 0, None, closed="left")],
+        "annealing_steps": [Interval(Integral, 1, None, closed="left")],
+        "objective": [StrOptions(set(OBJECTIVES))],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "init": [StrOptions({"pca", "random"}), "array-like"],
+        "standardize": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_columns=7,
+        n_rows=7,
+        *,
+        topology="rect",
+        kernel="gaussian",
+        df=3.0,
+        reg_initial=1000.0,
+        reg_final=200.0,
+        annealing_steps=5,
+        objective="likelihood",
+        max_iter=200,
+        tol=1e-7,
+        init="pca",
+        standardize=False,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_columns = n_columns
+        self.n_rows = n_rows
+        self.topology = topology
+        self.kernel = kernel
+        self.df = df
+        self.reg_initial = reg_initial
+        self.reg_final = reg_final
+        self.annealing_steps = annealing_steps
+        self.objective = objective
+        self.max_iter = max_iter
+        self.tol = tol
+        self.init = init
+        self.standardize = standardize
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @property
+    def n_nodes(self):
+        """Number of map nodes, ``n_columns * n_rows``."""
+        return self.n_columns * self.n_rows
+
+    def _dtypes(self, data_dtype):
+        """Compute and storage dtypes: Xmipp accumulates in float64 and stores in the data's dtype."""
+        if self.objective == "xmipp":
+            return np.dtype(np.float64), np.dtype(data_dtype)
+        return np.dtype(data_dtype), np.dtype(np.float64)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the map to ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training vectors (e.g. masked, aligned particle images). float32 and
+            float64 are kept; other numeric types are converted to float64.
+        y : Ignored
+
+        Returns
+        -------
+        self : KerDenSOM
+        """
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        schedule = regularization_schedule(self.reg_initial, self.reg_final, self.annealing_steps)
+        random_state = check_random_state(self.random_state)
+        dtype, storage_dtype = self._dtypes(X.dtype)
+        frame = fit_frame(X, self.standardize)
+        n_features = X.shape[1]
+        variance_floor = _RELATIVE_VARIANCE_FLOOR * frame.mean_square
+        problem = Problem(
+            X=X,
+            frame=frame,
+            smoothness=smoothness_matrix(self.n_columns, self.n_rows, self.topology),
+            kernel=self.kernel,
+            df=float(self.df),
+            objective=self.objective,
+            dtype=dtype,
+            storage_dtype=storage_dtype,
+            sigma_floor=sigma_from_kernel_variance(
+                max(variance_floor, np.finfo(np.float64).tiny),
+                n_features,
+                self.kernel,
+                self.objective,
+            ),
+        )
+        code_vectors, sigma = self._initialize(X, frame, random_state, dtype, storage_dtype)
+        code_vectors, sigma, traces = anneal(
+            problem, code_vectors, sigma, schedule, self.max_iter, self.tol, self.verbose
+        )
+
+        self._frame = frame
+        self._internal_centers = code_vectors
+        self.cluster_centers_ = frame.to_raw(code_vectors).astype(X.dtype)
+        self.sigma_ = float(sigma)
+        self.annealing_history_ = [trace.summary(self.tol) for trace in traces]
+        self.n_iter_ = sum(trace.n_iter for trace in traces)
+        self.converged_ = bool(self.annealing_history_[-1]["converged"])
+        self.node_positions_ = node_positions(self.n_columns, self.n_rows, self.topology)
+        self._n_features_out = self.n_nodes
+        self.labels_ = nearest_nodes(X, frame, code_vectors, dtype)[0]
+        if not self.converged_:
+            warnings.warn(
+                f"The last annealing step stopped at max_iter={self.max_iter} before the "
+                f"kernel width converged to tol={self.tol}; increase max_iter.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _initialize(self, X, frame, random_state, dtype, storage_dtype):
+        """Initial code vectors (internal coordinates, float64) and width."""
+        n_samples = X.shape[0]
+        if isinstance(self.init, str) and self.init == "pca":
+            code_vectors = pca_code_vectors(
+                X, frame, self.n_columns, self.n_rows, self.topology, random_state, dtype
+            )
+            code_vectors = code_vectors.astype(storage_dtype).astype(np.float64)
+            sigma = width_from_nearest(X, frame, code_vectors, self.kernel, self.objective, dtype)
+            return code_vectors, sigma
+        if isinstance(self.init, str):
+            memberships = random_memberships(n_samples, self.n_nodes, random_state)
+        else:
+            memberships = self._checked_init_memberships(n_samples)
+        return from_memberships(X, frame, memberships, dtype, storage_dtype)
+
+    def _checked_init_memberships(self, n_samples):
+        memberships = check_array(self.init, dtype=[np.float64, np.float32], input_name="init")
+        expected = (n_samples, self.n_nodes)
+        if memberships.shape != expected:
+            raise ValueError(
+                f"init has shape {memberships.shape}, but initial memberships must have shape "
+                f"(n_samples, n_nodes) = {expected}."
+            )
+        if np.any(memberships < 0):
+            raise ValueError("init has negative entries; memberships must be >= 0.")
+        row_sums = memberships.sum(axis=1, dtype=np.float64)
+        worst = int(np.argmax(np.abs(row_sums - 1.0)))
+        if abs(row_sums[worst] - 1.0) > _MEMBERSHIP_SUM_TOL:
+            raise ValueError(
+                f"init rows must sum to 1 (memberships of each sample); row {worst} sums to "
+                f"{row_sums[worst]:.6g}."
+            )
+        return memberships
+
+    def _validated(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        dtype, _ = self._dtypes(X.dtype)
+        return X, dtype
+
+    def _kernel_variance(self):
+        return kernel_variance(self.sigma_, self.n_features_in_, self.kernel, self.objective)
+
+    def _per_sample(self, X, dtype, rows_function, n_outputs=None):
+        return per_sample(X, self._frame, self._internal_centers, dtype, rows_function, n_outputs)
+
+    def predict(self, X):
+        """Node of highest membership (the nearest code vector) of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Node indices in ``0 .. n_nodes - 1``.
+        """
+        X, dtype = self._validated(X)
+        return nearest_nodes(X, self._frame, self._internal_centers, dtype)[0]
+
+    def predict_proba(self, X):
+        """Memberships: posterior probability of every node for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        memberships : ndarray of shape (n_samples, n_nodes)
+            Rows sum to 1; the dtype of ``X`` (float32 or float64).
+        """
+        X, dtype = self._validated(X)
+        rows = partial(
+            membership_rows,
+            variance=self._kernel_variance(),
+            kernel=self.kernel,
+            df=self.df,
+        )
+        return self._per_sample(X, dtype, rows, self.n_nodes).astype(X.dtype)
+
+    def transform(self, X):
+        """Euclidean distance of each sample to every code vector.
+
+        Distances are measured where the map was fitted: in standardized units
+        when ``standardize=True``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        distances : ndarray of shape (n_samples, n_nodes)
+        """
+        X, dtype = self._validated(X)
+        return self._per_sample(X, dtype, distance_rows, self.n_nodes).astype(X.dtype)
+
+    def score_samples(self, X):
+        """Log density of each sample under the fitted kernel density.
+
+        The density is the equal-weight mixture of the ``n_nodes`` kernels at
+        the code vectors with the fitted kernel variance, expressed in the
+        units of ``X`` (the Jacobian of the standardization is included).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,), float64
+        """
+        X, dtype = self._validated(X)
+        rows = partial(
+            log_density_rows,
+            variance=self._kernel_variance(),
+            kernel=self.kernel,
+            df=self.df,
+        )
+        return self._per_sample(X, dtype, rows) + self._frame.log_jacobian()
+
+    def score(self, X, y=None):
+        """Mean log density of ``X`` (higher is better), for model selection on held-out data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        score : float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

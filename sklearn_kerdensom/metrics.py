@@ -1,0 +1,103 @@
+"""Quality measures of a fitted map.
+
+Each takes a fitted :class:`~sklearn_kerdensom.KerDenSOM` (fitted map) and,
+where it needs them, samples ``X`` in the units the map was fitted on.
+"""
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._passes import per_sample
+from ._passes import squared_distances as _squared_distances
+from ._topology import adjacency_matrix
+
+
+def _distances_to_centers(som, X):
+    check_is_fitted(som)
+    X = validate_data(som, X, dtype=[np.float64, np.float32], reset=False)
+    dtype, _ = som._dtypes(X.dtype)
+    return per_sample(
+        X,
+        som._frame,
+        som._internal_centers,
+        dtype,
+        lambda chunk, centers: _squared_distances(chunk, centers)[0],
+        som.n_nodes,
+    )
+
+
+def quantization_error(som, X):
+    """Mean Euclidean distance of the samples to their nearest code vector.
+
+    Xmipp prints this after training (reference §5.6). Distances are in the
+    units the map was fitted in (standardized when ``standardize=True``).
+
+    Parameters
+    ----------
+    som : fitted KerDenSOM
+    X : array-like of shape (n_samples, n_features)
+
+    Returns
+    -------
+    error : float
+    """
+    sq_distances = _distances_to_centers(som, X)
+    return float(np.mean(np.sqrt(np.min(sq_distances, axis=1))))
+
+
+def topographic_error(som, X):
+    """Fraction of samples whose two nearest code vectors are not neighbours on the map.
+
+    0 means the map preserves the topology of the data perfectly. A map of a
+    single node has no second-nearest node; its error is 0.
+
+    Parameters
+    ----------
+    som : fitted KerDenSOM
+    X : array-like of shape (n_samples, n_features)
+
+    Returns
+    -------
+    error : float in [0, 1]
+    """
+    if som.n_nodes < 2:
+        check_is_fitted(som)
+        return 0.0
+    sq_distances = _distances_to_centers(som, X)
+    nearest_two = np.argsort(sq_distances, axis=1)[:, :2]
+    adjacency = adjacency_matrix(som.n_columns, som.n_rows, som.topology)
+    neighbours = adjacency[nearest_two[:, 0], nearest_two[:, 1]] > 0
+    return float(np.mean(~neighbours))
+
+
+def u_matrix(som):
+    """Unified distance matrix: mean distance of every code vector to its map neighbours.
+
+    High values mark borders between groups of similar nodes. Distances are in
+    the units the map was fitted in.
+
+    Parameters
+    ----------
+    som : fitted KerDenSOM
+
+    Returns
+    -------
+    u_matrix : ndarray of shape (n_rows, n_columns)
+        Entry ``[row, column]`` belongs to node ``row * n_columns + column``; for
+        a hexagonal map, odd rows sit half a node to the right. A node without
+        neighbours (a 1 x 1 map) gets 0.
+    """
+    check_is_fitted(som)
+    centers = som._internal_centers
+    adjacency = adjacency_matrix(som.n_columns, som.n_rows, som.topology)
+    sq_norms = np.einsum("ij,ij->i", centers, centers)
+    sq_distances = sq_norms[:, None] + sq_norms[None, :] - 2.0 * centers @ centers.T
+    distances = np.sqrt(np.maximum(sq_distances, 0.0))
+    degree = adjacency.sum(axis=1)
+    mean_distance = np.divide(
+        (adjacency * distances).sum(axis=1),
+        degree,
+        out=np.zeros(som.n_nodes),
+        where=degree > 0,
+    )
+    return mean_distance.reshape(som.n_rows, som.n_columns)
