@@ -16,7 +16,7 @@ divides 0 by 0 there (reference §13.7).
 from functools import cache
 
 import numpy as np
-from scipy import linalg, sparse
+from scipy import linalg
 from threadpoolctl import ThreadpoolController
 
 GAUSS_SEIDEL_TOL = 1e-5
@@ -99,25 +99,41 @@ def gauss_seidel_sweeps(mass, weighted_sums, code_vectors, smoothness, regulariz
         The relative L1 change of the last sweep.
     """
     matrix, rhs = _system(mass, weighted_sums, code_vectors, smoothness, regularization)
-    inverse_diagonal = 1.0 / np.diag(matrix)
-    off_diagonal = matrix - np.diag(np.diag(matrix))
-    level_rows = [
-        (nodes, sparse.csr_array(off_diagonal[nodes]), inverse_diagonal[nodes, None])
-        for nodes in _dependency_levels(off_diagonal)
-    ]
-    current = np.array(code_vectors, dtype=np.float64)
+    levels = _dependency_levels(matrix - np.diag(np.diag(matrix)))
+    # Nodes sorted by level make every level a contiguous block of rows.
+    order = np.concatenate(levels)
+    bounds = np.cumsum([0] + [len(nodes) for nodes in levels])
+    matrix = matrix[np.ix_(order, order)]
+    inverse_diagonal = (1.0 / np.diag(matrix))[:, None]
+    coupling = np.diag(np.diag(matrix)) - matrix
+    blocks = []
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        # Only the columns of the level's neighbours take part in its update.
+        columns = np.flatnonzero(np.any(coupling[start:stop] != 0, axis=0))
+        span = slice(columns[0], columns[-1] + 1) if columns.size else slice(0, 0)
+        blocks.append(
+            (
+                slice(start, stop),
+                span,
+                coupling[start:stop, span],
+                rhs[order[start:stop]],
+                inverse_diagonal[start:stop],
+            )
+        )
+    current = np.array(code_vectors[order], dtype=np.float64)
     relative_change = np.inf
     with single_threaded_blas():
         for n_sweeps in range(1, GAUSS_SEIDEL_MAX_SWEEPS + 1):  # noqa: B007 (returned)
             previous = current.copy()
-            for nodes, coupling, inverse in level_rows:
-                updated = (rhs[nodes] - coupling @ current) * inverse
-                current[nodes] = updated.astype(dtype)
+            for rows, span, level_coupling, level_rhs, inverse in blocks:
+                updated = (level_rhs + level_coupling @ current[span]) * inverse
+                current[rows] = updated.astype(dtype)
             change = np.abs(current - previous).sum()
             size = np.abs(current).sum()
             relative_change = change / size if size > 0 else 0.0
             if change <= GAUSS_SEIDEL_TOL * size:
                 break
+    current[order] = current.copy()
     return current, n_sweeps, relative_change
 
 
