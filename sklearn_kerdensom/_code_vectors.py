@@ -14,6 +14,7 @@ divides 0 by 0 there (reference §13.7).
 """
 
 from functools import cache
+from itertools import pairwise
 
 import numpy as np
 from scipy import linalg
@@ -107,7 +108,7 @@ def gauss_seidel_sweeps(mass, weighted_sums, code_vectors, smoothness, regulariz
     inverse_diagonal = (1.0 / np.diag(matrix))[:, None]
     coupling = np.diag(np.diag(matrix)) - matrix
     blocks = []
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, stop in pairwise(bounds):
         # Only the columns of the level's neighbours take part in its update.
         columns = np.flatnonzero(np.any(coupling[start:stop] != 0, axis=0))
         span = slice(columns[0], columns[-1] + 1) if columns.size else slice(0, 0)
