@@ -1,0 +1,179 @@
+"""Public methods and attributes of KerDenSOM, checked against direct formulas."""
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.special import logsumexp
+
+from sklearn_kerdensom import KerDenSOM
+
+
+def brute_sq_distances(X, centers):
+    return ((X[:, None, :].astype(np.float64) - centers[None].astype(np.float64)) ** 2).sum(-1)
+
+
+def test_fitted_attributes(blobs):
+    som = KerDenSOM(4, 3, random_state=0).fit(blobs)
+    assert som.cluster_centers_.shape == (12, blobs.shape[1])
+    assert som.labels_.shape == (len(blobs),)
+    assert som.node_positions_.shape == (12, 2)
+    assert som.n_features_in_ == blobs.shape[1]
+    assert som.n_iter_ == sum(step["n_iter"] for step in som.annealing_history_)
+    assert len(som.annealing_history_) == 5
+    regularizations = [step["regularization"] for step in som.annealing_history_]
+    np.testing.assert_allclose(regularizations, np.geomspace(1000, 200, 5))
+    assert isinstance(som.converged_, bool)
+    assert som.sigma_ > 0
+
+
+def test_predict_is_nearest_code_vector_and_highest_membership(blobs):
+    som = KerDenSOM(3, 3, random_state=0).fit(blobs)
+    expected = np.argmin(brute_sq_distances(blobs, som.cluster_centers_), axis=1)
+    np.testing.assert_array_equal(som.predict(blobs), expected)
+    np.testing.assert_array_equal(som.labels_, expected)
+    memberships = som.predict_proba(blobs)
+    np.testing.assert_allclose(memberships.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(np.argmax(memberships, axis=1), expected)
+    np.testing.assert_array_equal(som.fit_predict(blobs), som.labels_)
+
+
+def test_transform_is_euclidean_distance(blobs):
+    som = KerDenSOM(3, 2, random_state=0)
+    distances = som.fit_transform(blobs)
+    np.testing.assert_allclose(
+        distances, np.sqrt(brute_sq_distances(blobs, som.cluster_centers_)), rtol=1e-7, atol=1e-7
+    )
+
+
+@pytest.mark.parametrize("objective", ["likelihood", "xmipp"])
+def test_gaussian_score_samples_is_the_kernel_density(blobs, objective):
+    som = KerDenSOM(3, 2, objective=objective, random_state=0).fit(blobs)
+    n_features = blobs.shape[1]
+    variance = som.sigma_ * (n_features if objective == "xmipp" else 1)
+    log_kernels = np.column_stack(
+        [
+            stats.multivariate_normal(center, variance * np.eye(n_features)).logpdf(blobs)
+            for center in som.cluster_centers_
+        ]
+    )
+    expected = logsumexp(log_kernels, axis=1) - np.log(som.n_nodes)
+    np.testing.assert_allclose(som.score_samples(blobs), expected, rtol=1e-9)
+    assert som.score(blobs) == pytest.approx(expected.mean())
+
+
+def test_student_t_score_samples_is_the_kernel_density(blobs):
+    som = KerDenSOM(3, 2, kernel="student_t", df=4.0, random_state=0).fit(blobs)
+    n_features = blobs.shape[1]
+    log_kernels = np.column_stack(
+        [
+            stats.multivariate_t(center, som.sigma_ * np.eye(n_features), df=4.0).logpdf(blobs)
+            for center in som.cluster_centers_
+        ]
+    )
+    expected = logsumexp(log_kernels, axis=1) - np.log(som.n_nodes)
+    np.testing.assert_allclose(som.score_samples(blobs), expected, rtol=1e-9)
+
+
+def test_standardize_maps_code_vectors_back_and_scores_raw_units(blobs):
+    scales = np.geomspace(1e-3, 1e3, blobs.shape[1])
+    X = blobs * scales + 50.0
+    som = KerDenSOM(3, 2, standardize=True, random_state=0).fit(X)
+    reference = KerDenSOM(3, 2, random_state=0).fit((X - X.mean(0)) / X.std(0, ddof=1))
+    np.testing.assert_allclose(
+        som.cluster_centers_,
+        reference.cluster_centers_ * X.std(0, ddof=1) + X.mean(0),
+        rtol=1e-6,
+        atol=1e-8,
+    )
+    np.testing.assert_array_equal(som.labels_, reference.labels_)
+    # The density of raw X includes the Jacobian of the standardization.
+    jacobian = -np.sum(np.log(X.std(0, ddof=1)))
+    np.testing.assert_allclose(
+        som.score_samples(X), reference.score_samples((X - X.mean(0)) / X.std(0, ddof=1)) + jacobian
+    )
+
+
+def test_float32_is_kept_float32(blobs):
+    X = blobs.astype(np.float32)
+    som = KerDenSOM(3, 2, reg_initial=10, reg_final=1, random_state=0).fit(X)
+    assert som.cluster_centers_.dtype == np.float32
+    assert som.transform(X).dtype == np.float32
+    assert som.predict_proba(X).dtype == np.float32
+    som64 = KerDenSOM(3, 2, reg_initial=10, reg_final=1, random_state=0).fit(blobs)
+    assert som64.cluster_centers_.dtype == np.float64
+    np.testing.assert_allclose(som.cluster_centers_, som64.cluster_centers_, rtol=1e-4, atol=1e-4)
+    # Labels agree except for near-ties, where float32 rounding decides.
+    distances = np.sort(som64.transform(blobs), axis=1)
+    clear = distances[:, 1] - distances[:, 0] > 1e-5 * distances[:, 0]
+    assert clear.mean() > 0.9
+    np.testing.assert_array_equal(som.labels_[clear], som64.labels_[clear])
+
+
+def test_integer_input_is_converted(blobs):
+    X = np.round(blobs * 10).astype(np.int32)
+    som = KerDenSOM(3, 2, random_state=0).fit(X)
+    assert som.cluster_centers_.dtype == np.float64
+
+
+def test_hex_node_positions(blobs):
+    som = KerDenSOM(3, 2, topology="hex", random_state=0).fit(blobs)
+    np.testing.assert_array_equal(som.node_positions_[:, 0], [0, 1, 2, 0.5, 1.5, 2.5])
+    np.testing.assert_array_equal(som.node_positions_[:, 1], [0, 0, 0, 1, 1, 1])
+
+
+def test_kernel_c_means_is_one_unregularized_step(blobs):
+    som = KerDenSOM(3, 1, reg_initial=0, reg_final=0, random_state=0).fit(blobs)
+    assert [step["regularization"] for step in som.annealing_history_] == [0.0]
+    # three blobs, three nodes: each node takes one blob
+    assert sorted(np.bincount(som.labels_)) == [40, 40, 40]
+
+
+def test_single_step_uses_reg_final(blobs):
+    som = KerDenSOM(2, 2, reg_initial=1000, reg_final=30, annealing_steps=1).fit(blobs)
+    assert [step["regularization"] for step in som.annealing_history_] == [30.0]
+
+
+def test_regularization_smooths_the_map(blobs):
+    def roughness(som):
+        return np.sum(np.diff(som.cluster_centers_.reshape(1, 6, -1), axis=1) ** 2)
+
+    smooth = KerDenSOM(6, 1, reg_initial=1e4, reg_final=1e4, random_state=0).fit(blobs)
+    rough = KerDenSOM(6, 1, reg_initial=1, reg_final=1, random_state=0).fit(blobs)
+    assert roughness(smooth) < roughness(rough)
+
+
+def test_one_dimensional_map_orders_a_curve():
+    # Samples along a curve in 5-D: a 1-D map must lay them out in order.
+    t = np.linspace(0, 1, 200)
+    X = np.column_stack([np.cos(3 * t), np.sin(3 * t), t, t**2, np.zeros_like(t)])
+    som = KerDenSOM(8, 1, reg_initial=10, reg_final=1, random_state=0).fit(X)
+    correlation = abs(stats.spearmanr(t, som.labels_).statistic)
+    assert correlation > 0.97
+
+
+def test_verbose_reports_each_step(blobs, capsys):
+    KerDenSOM(2, 2, annealing_steps=3, verbose=1, random_state=0).fit(blobs)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "step" in line]
+    assert len(lines) == 3
+    assert "regularization=" in lines[0] and "sigma=" in lines[0] and "iterations=" in lines[0]
+
+
+def test_convergence_warning(blobs):
+    from sklearn.exceptions import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        som = KerDenSOM(3, 3, max_iter=1, random_state=0).fit(blobs)
+    assert not som.converged_
+
+
+def test_feature_names_out(blobs):
+    som = KerDenSOM(2, 2, random_state=0).fit(blobs)
+    assert list(som.get_feature_names_out()) == [f"kerdensom{i}" for i in range(4)]
+
+
+def test_user_data_are_not_modified(blobs):
+    X = blobs.copy()
+    init = np.full((len(X), 4), 0.25)
+    KerDenSOM(2, 2, init=init, standardize=True).fit(X)
+    np.testing.assert_array_equal(X, blobs)
+    np.testing.assert_array_equal(init, 0.25)

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from sklearn_kerdensom._topology import (
+    adjacency_matrix,
+    neighbour_divisor,
+    node_positions,
+    smoothness_matrix,
+)
+
+
+def test_node_order_is_xmipps():
+    positions = node_positions(4, 3, "rect")
+    # node c at column c % n_columns, row c // n_columns
+    np.testing.assert_array_equal(positions[6], [2, 1])
+    np.testing.assert_array_equal(positions[:, 0], np.tile(np.arange(4), 3))
+    np.testing.assert_array_equal(positions[:, 1], np.repeat(np.arange(3), 4))
+
+
+def test_hex_positions_shift_odd_rows():
+    positions = node_positions(3, 2, "hex")
+    np.testing.assert_array_equal(positions[:, 0], [0, 1, 2, 0.5, 1.5, 2.5])
+
+
+def test_rect_neighbours():
+    adjacency = adjacency_matrix(3, 3, "rect")
+    assert set(np.flatnonzero(adjacency[4])) == {1, 3, 5, 7}
+    assert set(np.flatnonzero(adjacency[0])) == {1, 3}
+    np.testing.assert_array_equal(adjacency, adjacency.T)
+
+
+@pytest.mark.parametrize("n_columns, n_rows", [(4, 4), (5, 3), (3, 6)])
+def test_hex_neighbours_follow_row_parity_and_are_symmetric(n_columns, n_rows):
+    adjacency = adjacency_matrix(n_columns, n_rows, "hex")
+    np.testing.assert_array_equal(adjacency, adjacency.T)
+    positions = node_positions(n_columns, n_rows, "hex")
+    # In the shifted-row geometry (row spacing sqrt(3)/2) every neighbour is at
+    # distance 1, and every node at distance 1 is a neighbour.
+    geometry = positions * [1.0, np.sqrt(3) / 2]
+    distances = np.linalg.norm(geometry[:, None] - geometry[None], axis=-1)
+    np.testing.assert_array_equal(adjacency > 0, np.isclose(distances, 1.0))
+
+
+def test_hex_interior_node_has_six_neighbours():
+    adjacency = adjacency_matrix(5, 5, "hex")
+    # node (2, 1): odd row, diagonal neighbours at x and x + 1
+    node = 1 * 5 + 2
+    assert set(np.flatnonzero(adjacency[node])) == {1 * 5 + 1, 1 * 5 + 3, 2, 3, 2 * 5 + 2, 2 * 5 + 3}
+    node = 2 * 5 + 2  # even row: diagonal neighbours at x - 1 and x
+    assert set(np.flatnonzero(adjacency[node])) == {11, 13, 6, 7, 16, 17}
+
+
+@pytest.mark.parametrize(
+    "n_columns, n_rows, topology, kappa",
+    [(7, 7, "rect", 4), (7, 7, "hex", 6), (1, 6, "rect", 2), (6, 1, "hex", 2), (1, 1, "rect", 2)],
+)
+def test_smoothness_matrix(n_columns, n_rows, topology, kappa):
+    assert neighbour_divisor(n_columns, n_rows, topology) == kappa
+    smoothness = smoothness_matrix(n_columns, n_rows, topology)
+    np.testing.assert_allclose(smoothness.sum(axis=1), 0.0, atol=1e-12)
+    np.testing.assert_array_equal(smoothness, smoothness.T)
+    assert np.linalg.eigvalsh(smoothness).min() > -1e-12
+    # trace(V.T P V) is the sum over edges of squared differences, over kappa
+    rng = np.random.default_rng(0)
+    code_vectors = rng.normal(size=(n_columns * n_rows, 3))
+    adjacency = adjacency_matrix(n_columns, n_rows, topology)
+    edges = np.argwhere(np.triu(adjacency))
+    expected = sum(np.sum((code_vectors[a] - code_vectors[b]) ** 2) for a, b in edges) / kappa
+    np.testing.assert_allclose(np.trace(code_vectors.T @ smoothness @ code_vectors), expected)
