@@ -66,7 +66,8 @@ def pca_code_vectors(X, frame, n_columns, n_rows, topology, random_state, dtype)
     grid[:, spread] = (positions[:, spread] - positions[:, spread].mean(axis=0)) / (0.5 * extent[spread])
     code_vectors = np.tile(internal.mean(axis=0, dtype=np.float64), (len(positions), 1))
     n_components = min(2, len(sample) - 1, n_features)
-    if n_components < 1:
+    if n_components < 1 or not np.any(np.ptp(internal, axis=0)):
+        # One distinct sample: no direction to spread the map along.
         return code_vectors
     pca = PCA(n_components=n_components, random_state=random_state).fit(internal)
     for axis in range(n_components):

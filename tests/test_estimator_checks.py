@@ -5,7 +5,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn_kerdensom import KerDenSOM
 
 
-
 def expected_failures(estimator):
     """check_clustering wants contiguous labels; a map with more nodes than the
     check's 3 blobs leaves some nodes empty, so its labels have gaps."""

@@ -58,11 +58,11 @@ def test_bad_initial_memberships(blobs, init, message):
 def test_non_finite_data(blobs, bad):
     X = blobs.copy()
     X[3, 2] = bad
-    with pytest.raises(ValueError, match="NaN|infinity"):
+    with pytest.raises(ValueError, match=r"NaN|infinity"):
         KerDenSOM(2, 2).fit(X)
     som = KerDenSOM(2, 2).fit(blobs)
     for method in (som.predict, som.predict_proba, som.transform, som.score_samples):
-        with pytest.raises(ValueError, match="NaN|infinity"):
+        with pytest.raises(ValueError, match=r"NaN|infinity"):
             method(X)
 
 
@@ -74,7 +74,7 @@ def test_predict_with_another_number_of_features(blobs):
 
 
 def test_wrong_dimensions(blobs):
-    with pytest.raises(ValueError, match="Expected a 2-dimensional container|2D array"):
+    with pytest.raises(ValueError, match=r"Expected a 2-dimensional container|2D array"):
         KerDenSOM(2, 2).fit(blobs[0])
     with pytest.raises(ValueError, match="3"):
         KerDenSOM(2, 2).fit(blobs.reshape(12, 10, 10))

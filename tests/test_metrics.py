@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from sklearn_kerdensom import KerDenSOM, quantization_error, topographic_error, u_matrix
+
+
+@pytest.fixture
+def som(blobs):
+    return KerDenSOM(4, 3, reg_initial=10, reg_final=1, random_state=0).fit(blobs)
+
+
+def test_quantization_error_is_mean_distance_to_nearest(som, blobs):
+    distances = np.sqrt(((blobs[:, None] - som.cluster_centers_[None]) ** 2).sum(-1))
+    assert quantization_error(som, blobs) == pytest.approx(distances.min(axis=1).mean())
+
+
+def test_topographic_error(som, blobs):
+    distances = ((blobs[:, None] - som.cluster_centers_[None]) ** 2).sum(-1)
+    first, second = np.argsort(distances, axis=1)[:, :2].T
+    positions = som.node_positions_
+    grid_distance = np.abs(positions[first] - positions[second]).sum(axis=1)
+    assert topographic_error(som, blobs) == pytest.approx(np.mean(grid_distance != 1))
+    assert 0 <= topographic_error(som, blobs) <= 1
+
+
+def test_topographic_error_of_a_single_node(blobs):
+    assert topographic_error(KerDenSOM(1, 1).fit(blobs), blobs) == 0.0
+
+
+def test_rect_u_matrix(som):
+    centers = som.cluster_centers_
+    umatrix = u_matrix(som)
+    assert umatrix.shape == (3, 4)
+    # corner node 0 has neighbours 1 and 4
+    expected = (np.linalg.norm(centers[0] - centers[1]) + np.linalg.norm(centers[0] - centers[4])) / 2
+    assert umatrix[0, 0] == pytest.approx(expected)
+
+
+def test_hex_u_matrix(blobs):
+    som = KerDenSOM(3, 3, topology="hex", reg_initial=10, reg_final=1, random_state=0).fit(blobs)
+    centers = som.cluster_centers_
+    # node 4 (row 1, odd, column 1) has all six neighbours 3, 5, 1, 2, 7, 8
+    expected = np.mean([np.linalg.norm(centers[4] - centers[n]) for n in (3, 5, 1, 2, 7, 8)])
+    assert u_matrix(som)[1, 1] == pytest.approx(expected)
+
+
+def test_u_matrix_of_a_single_node(blobs):
+    np.testing.assert_array_equal(u_matrix(KerDenSOM(1, 1).fit(blobs)), [[0.0]])
