@@ -153,3 +153,17 @@ def test_property_likelihood_objective_monotone(seed, n_samples, n_features, ker
         X,
     )
     assert_monotone(som)
+
+
+@pytest.mark.parametrize("objective", ["likelihood", "xmipp"])
+def test_chunking_does_not_change_the_fit(blobs, objective, monkeypatch):
+    import sklearn_kerdensom._chunks as chunks
+
+    whole = KerDenSOM(3, 3, objective=objective, random_state=0).fit(blobs)
+    # 7-row chunks: the 120 samples go through every pass in 18 pieces.
+    monkeypatch.setattr(chunks, "MAX_CHUNK_ROWS", 7)
+    assert chunks.chunk_rows(blobs.shape[1], 9) == 7
+    chunked = KerDenSOM(3, 3, objective=objective, random_state=0).fit(blobs)
+    np.testing.assert_allclose(chunked.cluster_centers_, whole.cluster_centers_, rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(chunked.labels_, whole.labels_)
+    np.testing.assert_allclose(chunked.score_samples(blobs), whole.score_samples(blobs), rtol=1e-12)
