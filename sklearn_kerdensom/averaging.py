@@ -1,0 +1,171 @@
+"""Class averages and representatives: what a map of classes looks like."""
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, _fit_context, clone
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_array
+from sklearn.utils._param_validation import HasMethods
+from sklearn.utils.validation import check_is_fitted
+
+from ._chunks import sample_chunks
+
+
+def class_averages(images, labels, n_classes=None):
+    """Mean image of every class; an empty class is a zero image.
+
+    Parameters
+    ----------
+    images : array-like of shape (n_images, ...)
+        Full (unmasked) images, e.g. (n_images, height, width).
+    labels : array-like of int of shape (n_images,)
+        Class of every image, ``0 .. n_classes - 1``.
+    n_classes : int, default=None
+        Number of classes (``labels.max() + 1`` if None), empty ones included.
+
+    Returns
+    -------
+    averages : ndarray of shape (n_classes, ...)
+        float32 for float32 images, else float64; accumulated in float64.
+    counts : ndarray of shape (n_classes,)
+        Images per class.
+    """
+    images = check_array(images, allow_nd=True, dtype=[np.float64, np.float32], input_name="images")
+    labels = np.asarray(labels)
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be {len(images)} integers, one per image; got shape {labels.shape}.")
+    n_classes = int(labels.max()) + 1 if n_classes is None else int(n_classes)
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(f"labels must be in 0 .. {n_classes - 1}; got {labels.min()} .. {labels.max()}.")
+    flat = images.reshape(len(images), -1)
+    sums = np.zeros((n_classes, flat.shape[1]))
+    for rows in sample_chunks(len(flat), flat.shape[1], n_classes):
+        # A one-hot product sums every class of a chunk at once.
+        one_hot = np.zeros((rows.stop - rows.start, n_classes))
+        one_hot[np.arange(rows.stop - rows.start), labels[rows]] = 1.0
+        sums += one_hot.T @ flat[rows]
+    counts = np.bincount(labels, minlength=n_classes)
+    averages = sums / np.maximum(counts, 1)[:, None]
+    return averages.reshape(n_classes, *images.shape[1:]).astype(images.dtype), counts
+
+
+def _final_step(estimator):
+    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+
+
+def _to_images(fitted, centers, image_shape):
+    """Code vectors back to images through the inverse transforms of a pipeline's steps."""
+    if isinstance(fitted, Pipeline):
+        for _, step in reversed(fitted.steps[:-1]):
+            if step == "passthrough" or step is None:
+                continue
+            if not hasattr(step, "inverse_transform"):
+                return None
+            centers = step.inverse_transform(centers)
+    centers = np.asarray(centers)
+    if centers[0].size != int(np.prod(image_shape)):
+        return None
+    return centers.reshape(len(centers), *image_shape)
+
+
+def _estimator_input(estimator, images):
+    """A pipeline takes the images as they are (its first step vectorizes them); a bare clusterer gets
+    each image flattened to a vector."""
+    if isinstance(estimator, Pipeline) or images.ndim <= 2:
+        return images
+    return images.reshape(len(images), -1)
+
+
+class ClassAverager(ClusterMixin, BaseEstimator):
+    """Fit a clusterer on images and keep what a scientist looks at: class averages and representatives.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A clusterer, or a :class:`~sklearn.pipeline.Pipeline` ending in one,
+        e.g. ``make_pipeline(MaskVectorizer(mask), KerDenSOM())``. It is cloned.
+        A pipeline gets the images as they are; a bare clusterer gets every
+        image flattened to a vector of all its pixels.
+
+    Attributes
+    ----------
+    estimator_ : estimator object
+        The fitted clone.
+    labels_ : ndarray of shape (n_images,)
+        Class of every training image.
+    averages_ : ndarray of shape (n_classes, height, width)
+        Mean of the full, unmasked member images of every class (zero images
+        for empty classes), in the dtype of the images.
+    counts_ : ndarray of shape (n_classes,)
+        Images per class.
+    representatives_ : ndarray of shape (n_classes, height, width) or None
+        The clusterer's ``cluster_centers_`` turned back into images by the
+        inverse transforms of the pipeline's steps (0 outside a mask); None when
+        the clusterer has no centres or a step cannot be inverted.
+    node_positions_ : ndarray of shape (n_classes, 2)
+        Map coordinates of the classes, when the clusterer has them (KerDenSOM).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn_kerdensom import ClassAverager, KerDenSOM, MaskVectorizer, circular_mask
+    >>> images = np.random.default_rng(0).normal(size=(100, 16, 16)).astype(np.float32)
+    >>> pipeline = make_pipeline(MaskVectorizer(circular_mask((16, 16), 6)), KerDenSOM(3, 3, random_state=0))
+    >>> averager = ClassAverager(pipeline).fit(images)
+    >>> averager.averages_.shape, averager.representatives_.shape
+    ((9, 16, 16), (9, 16, 16))
+    """
+
+    _parameter_constraints: dict = {"estimator": [HasMethods(["fit"])]}
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Fit the clusterer on the images, then average every class.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_images, height, width) or (n_images, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self : ClassAverager
+        """
+        images = check_array(X, allow_nd=True, dtype=[np.float64, np.float32], input_name="X")
+        vectors = _estimator_input(self.estimator, images)
+        self.estimator_ = clone(self.estimator).fit(vectors)
+        clusterer = _final_step(self.estimator_)
+        labels = getattr(clusterer, "labels_", None)
+        self.labels_ = np.asarray(self.estimator_.predict(vectors) if labels is None else labels)
+        centers = getattr(clusterer, "cluster_centers_", None)
+        n_classes = len(centers) if centers is not None else getattr(clusterer, "n_clusters", None)
+        self.averages_, self.counts_ = class_averages(images, self.labels_, n_classes)
+        self.representatives_ = None
+        if centers is not None:
+            self.representatives_ = _to_images(self.estimator_, centers, images.shape[1:])
+        if hasattr(clusterer, "node_positions_"):
+            self.node_positions_ = clusterer.node_positions_
+        if hasattr(self.estimator_, "n_features_in_"):
+            self.n_features_in_ = self.estimator_.n_features_in_
+        return self
+
+    def _delegate(self, method, X):
+        check_is_fitted(self)
+        images = check_array(X, allow_nd=True, dtype=[np.float64, np.float32], input_name="X")
+        return getattr(self.estimator_, method)(_estimator_input(self.estimator_, images))
+
+    def predict(self, X):
+        """Class of each image (delegated to the fitted estimator)."""
+        return self._delegate("predict", X)
+
+    def score(self, X, y=None):
+        """Score of the fitted estimator (for KerDenSOM: mean log-likelihood, higher is better)."""
+        return self._delegate("score", X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

@@ -1,0 +1,234 @@
+"""Simulated particle images of adenylate kinase (AdK), from density maps shipped with the package.
+
+The maps (``data/adk_maps.npz``, provenance and licence in ``data/README.md``)
+are electron-scattering densities of closed AdK, open AdK and nine frames of a
+closed -> open transition path. Particles are in-plane aligned projections of
+one view, with a CTF at several defoci and white noise at a given SNR, so the
+only variability left is conformational: discrete (three states) or
+continuous (the path).
+"""
+
+from importlib import resources
+
+import numpy as np
+from scipy import ndimage
+from sklearn.utils import Bunch, check_random_state
+
+# Electron wavelength at 300 kV in Å, and the usual microscope constants.
+WAVELENGTH = 0.0197
+SPHERICAL_ABERRATION_MM = 2.7
+AMPLITUDE_CONTRAST = 0.1
+
+STATE_NAMES = ("closed", "intermediate", "open")
+_STATE_MAPS = ("adk_closed_1AKE", "adk_dims_frame49", "adk_open_4AKE")
+_PATH_FRAMES = 97
+
+# Projecting along x shows the LID and NMP domains closing over the core most clearly.
+DEFAULT_VIEW = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+
+
+def load_adk_maps():
+    """The AdK density maps.
+
+    Returns
+    -------
+    maps : Bunch
+        ``volumes`` (11, 64, 64, 64) float32, axes (z, y, x), unit standard
+        deviation; ``names`` (11,); ``voxel_size`` in Å (1.2); ``path_frames``:
+        the frame number (0 .. 97) of each map on the closed -> open path,
+        with closed = 0 and open = 97.
+    """
+    with resources.files(__package__).joinpath("data/adk_maps.npz").open("rb") as stream:
+        archive = np.load(stream)
+        volumes = archive["maps"].astype(np.float32)
+        names = [str(name) for name in archive["names"]]
+        voxel_size = float(archive["voxel_size"])
+    frames = [0 if "closed" in n else _PATH_FRAMES if "open" in n else int(n[-2:]) for n in names]
+    return Bunch(volumes=volumes, names=names, voxel_size=voxel_size, path_frames=np.array(frames))
+
+
+def project(volumes, rotation=None):
+    """Projections of volumes along their first axis after a rotation about the centre.
+
+    Parameters
+    ----------
+    volumes : ndarray of shape (n_volumes, size, size, size)
+    rotation : ndarray of shape (3, 3), default=None
+        Maps output (z, y, x) voxel coordinates, relative to the centre voxel
+        ``size // 2``, to input coordinates. None: :data:`DEFAULT_VIEW`.
+
+    Returns
+    -------
+    projections : ndarray of shape (n_volumes, size, size), float64
+    """
+    rotation = DEFAULT_VIEW if rotation is None else np.asarray(rotation, dtype=np.float64)
+    volumes = np.asarray(volumes)
+    centre = np.array(volumes.shape[1:], dtype=np.float64) // 2
+    offset = centre - rotation @ centre
+    return np.stack(
+        [
+            ndimage.affine_transform(volume.astype(np.float64), rotation, offset=offset, order=1).sum(axis=0)
+            for volume in volumes
+        ]
+    )
+
+
+def ctf(shape, pixel_size, defocus_um):
+    """Contrast transfer function on the FFT grid of an image.
+
+    ``CTF(k) = -sin(pi * lambda * df * k^2 - pi/2 * Cs * lambda^3 * k^4 + arcsin(A))``
+    at 300 kV (lambda = 0.0197 Å), Cs = 2.7 mm, amplitude contrast A = 0.1.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(height, width)`` in pixels.
+    pixel_size : float
+        Å per pixel.
+    defocus_um : float
+        Underfocus in micrometres.
+
+    Returns
+    -------
+    ctf : ndarray of shape ``shape``, in ``numpy.fft.fft2`` layout
+    """
+    ky = np.fft.fftfreq(shape[0], d=pixel_size)
+    kx = np.fft.fftfreq(shape[1], d=pixel_size)
+    k2 = ky[:, None] ** 2 + kx[None, :] ** 2
+    defocus = defocus_um * 1e4
+    cs = SPHERICAL_ABERRATION_MM * 1e7
+    phase = np.pi * WAVELENGTH * defocus * k2 - 0.5 * np.pi * cs * WAVELENGTH**3 * k2**2
+    return -np.sin(phase + np.arcsin(AMPLITUDE_CONTRAST))
+
+
+def _bin(images, factor):
+    if factor == 1:
+        return images
+    n, height, width = images.shape
+    height, width = height // factor * factor, width // factor * factor
+    images = images[:, :height, :width]
+    return images.reshape(n, height // factor, factor, width // factor, factor).mean(axis=(2, 4))
+
+
+def simulate_particles(
+    projections,
+    *,
+    pixel_size,
+    defocus_range=(1.0, 2.5),
+    snr=0.1,
+    phase_flip=True,
+    random_state=None,
+):
+    """Particle images from clean projections: CTF at random defoci, white noise, phase flipping.
+
+    Parameters
+    ----------
+    projections : ndarray of shape (n_images, height, width)
+        One clean projection per particle.
+    pixel_size : float
+        Å per pixel.
+    defocus_range : (float, float), default=(1.0, 2.5)
+        Defoci are drawn uniformly in this range, in micrometres.
+    snr : float, default=0.1
+        Signal-to-noise ratio: noise variance = mean variance of the CTF-modulated
+        projections / snr.
+    phase_flip : bool, default=True
+        Flip the phases where the CTF is negative, as one does before
+        classifying particles of several defoci.
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    images : ndarray of shape (n_images, height, width), float32
+    defocus : ndarray of shape (n_images,)
+        Defocus of every particle, in micrometres.
+    """
+    if snr <= 0:
+        raise ValueError(f"snr must be > 0; got {snr}.")
+    random_state = check_random_state(random_state)
+    projections = np.asarray(projections, dtype=np.float64)
+    defocus = random_state.uniform(*defocus_range, size=len(projections))
+    transfer = np.stack([ctf(projections.shape[1:], pixel_size, value) for value in defocus])
+    signal = np.fft.ifft2(np.fft.fft2(projections) * transfer).real
+    noise_sd = np.sqrt(signal.var(axis=(1, 2)).mean() / snr)
+    images = signal + random_state.normal(scale=noise_sd, size=signal.shape)
+    if phase_flip:
+        images = np.fft.ifft2(np.fft.fft2(images) * np.sign(transfer)).real
+    return images.astype(np.float32), defocus
+
+
+def make_adk_states(n_per_state=200, *, snr=0.1, binning=1, phase_flip=True, random_state=None):
+    """Particles of three discrete AdK conformations: closed, intermediate (path frame 49) and open.
+
+    Parameters
+    ----------
+    n_per_state : int, default=200
+    snr : float, default=0.1
+    binning : int, default=1
+        Average ``binning x binning`` pixels (64 px at 1.2 Å becomes 32 px at
+        2.4 Å with 2).
+    phase_flip : bool, default=True
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    data : Bunch
+        ``images`` (3 * n_per_state, size, size) float32, shuffled; ``state``
+        (0 closed, 1 intermediate, 2 open); ``state_names``; ``defocus`` (µm);
+        ``pixel_size`` (Å).
+    """
+    random_state = check_random_state(random_state)
+    maps = load_adk_maps()
+    volumes = np.stack([maps.volumes[maps.names.index(name)] for name in _STATE_MAPS])
+    clean = _bin(project(volumes), binning)
+    state = random_state.permutation(np.repeat(np.arange(3), n_per_state))
+    pixel_size = maps.voxel_size * binning
+    images, defocus = simulate_particles(
+        clean[state], pixel_size=pixel_size, snr=snr, phase_flip=phase_flip, random_state=random_state
+    )
+    return Bunch(images=images, state=state, state_names=STATE_NAMES, defocus=defocus, pixel_size=pixel_size)
+
+
+def make_adk_path(n_samples=600, *, snr=0.1, binning=1, phase_flip=True, random_state=None):
+    """Particles along the closed -> open transition path of AdK (continuous variability).
+
+    A particle at path coordinate ``t`` in [0, 1] is the projection of the map
+    interpolated linearly between the two path frames around frame ``97 t``
+    (projection is linear, so the projections are interpolated).
+
+    Parameters
+    ----------
+    n_samples : int, default=600
+    snr, binning, phase_flip, random_state
+        As in :func:`make_adk_states`.
+
+    Returns
+    -------
+    data : Bunch
+        ``images`` (n_samples, size, size) float32; ``path_coordinate``
+        (n_samples,) in [0, 1], 0 closed and 1 open; ``defocus`` (µm);
+        ``pixel_size`` (Å).
+    """
+    random_state = check_random_state(random_state)
+    maps = load_adk_maps()
+    on_path = np.flatnonzero(["dims" in name for name in maps.names])
+    frames = maps.path_frames[on_path]
+    clean = _bin(project(maps.volumes[on_path]), binning)
+    coordinate = random_state.uniform(size=n_samples)
+    position = np.interp(coordinate * _PATH_FRAMES, frames, np.arange(len(frames)))
+    lower = np.minimum(np.floor(position).astype(int), len(frames) - 2)
+    weight = (position - lower)[:, None, None]
+    projections = (1 - weight) * clean[lower] + weight * clean[lower + 1]
+    images, defocus = simulate_particles(
+        projections,
+        pixel_size=maps.voxel_size * binning,
+        snr=snr,
+        phase_flip=phase_flip,
+        random_state=random_state,
+    )
+    return Bunch(
+        images=images,
+        path_coordinate=coordinate,
+        defocus=defocus,
+        pixel_size=maps.voxel_size * binning,
+    )

@@ -1,0 +1,232 @@
+"""Images to vectors of the pixels inside a mask, and back."""
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils import check_array
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+
+def circular_mask(shape, radius, soft_edge=0.0):
+    """A disc centred on the image centre (pixel ``n // 2`` along each axis).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(height, width)`` in pixels.
+    radius : float
+        Radius in pixels: pixels at distance ``<= radius`` from the centre are in.
+    soft_edge : float, default=0
+        Width in pixels of a raised-cosine fall-off outside ``radius``; 0 gives
+        a boolean mask.
+
+    Returns
+    -------
+    mask : ndarray of shape ``shape``
+        bool, or float64 in [0, 1] when ``soft_edge > 0``.
+    """
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"shape must be (height, width) with positive sizes; got {shape}.")
+    if radius <= 0:
+        raise ValueError(f"radius must be > 0 pixels; got {radius}.")
+    if soft_edge < 0:
+        raise ValueError(f"soft_edge must be >= 0 pixels; got {soft_edge}.")
+    rows, columns = np.indices(shape)
+    distance = np.hypot(rows - shape[0] // 2, columns - shape[1] // 2)
+    if soft_edge == 0:
+        return distance <= radius
+    fall_off = np.clip((distance - radius) / soft_edge, 0.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * fall_off))
+
+
+class MaskVectorizer(TransformerMixin, BaseEstimator):
+    """Turn images into vectors of the pixels inside a mask (Xmipp's ``image_vectorize``).
+
+    Parameters
+    ----------
+    mask : array-like of shape (height, width), default=None
+        Boolean, or soft with values in [0, 1]: pixels are weighted by the mask
+        value and pixels of weight 0 are dropped. (Xmipp truncates soft masks to
+        integers, keeping only pixels of value 1; we keep the weights.)
+    image_shape : tuple of int, default=None
+        ``(height, width)`` of flattened input images ``(n, height * width)``.
+        Without it, flattened input takes the mask's shape, and with neither
+        mask nor shape 2-D input passes through whole.
+
+    Attributes
+    ----------
+    image_shape_ : tuple of int or None
+        Shape of the images; None when 2-D input passes through.
+    pixel_indices_ : ndarray of shape (n_features_out,)
+        Flat (raster order) indices of the kept pixels.
+    pixel_weights_ : ndarray of shape (n_features_out,)
+        Weight of each kept pixel (1 for a boolean mask).
+    n_features_in_ : int
+        Pixels per image, ``height * width``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined when 2-D input has feature names that are all strings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_kerdensom import MaskVectorizer, circular_mask
+    >>> images = np.ones((10, 32, 32), dtype=np.float32)
+    >>> MaskVectorizer(circular_mask((32, 32), 12)).fit_transform(images).shape
+    (10, 441)
+    """
+
+    _parameter_constraints: dict = {
+        "mask": ["array-like", None],
+        "image_shape": [tuple, list, None],
+    }
+
+    def __init__(self, mask=None, image_shape=None):
+        self.mask = mask
+        self.image_shape = image_shape
+
+    def _checked_mask(self):
+        mask = np.asarray(self.mask)
+        if mask.ndim != 2:
+            raise ValueError(f"mask must be a 2-D image; got shape {mask.shape}.")
+        if mask.dtype != bool:
+            mask = check_array(mask, dtype=np.float64, input_name="mask")
+            if mask.min() < 0 or mask.max() > 1:
+                raise ValueError(
+                    f"mask values must be in [0, 1]; got values from {mask.min():g} to {mask.max():g}."
+                )
+        if not np.any(mask):
+            raise ValueError("mask selects no pixel: every value is 0.")
+        return mask
+
+    def _image_shape(self, X, mask):
+        """Shape of the images of ``X``, or None for pass-through."""
+        if X.ndim == 3:
+            return X.shape[1:]
+        if self.image_shape is not None:
+            shape = tuple(int(size) for size in self.image_shape)
+        elif mask is not None:
+            shape = mask.shape
+        else:
+            return None
+        if len(shape) != 2 or shape[0] * shape[1] != X.shape[1]:
+            raise ValueError(
+                f"flattened images have {X.shape[1]} pixels, which does not match the image shape {shape}."
+            )
+        return shape
+
+    def _validated(self, X, reset):
+        """Images as an array of float32 or float64; 2-D input also records feature names."""
+        images = check_array(X, allow_nd=True, dtype=[np.float64, np.float32], input_name="X")
+        if images.ndim == 3:
+            return images
+        if images.ndim != 2:
+            raise ValueError(
+                f"images must have shape (n, height, width) or (n, height * width); got {images.shape}."
+            )
+        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Check the mask against the images and record which pixels to keep.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_images, height, width) or (n_images, height * width)
+        y : Ignored
+
+        Returns
+        -------
+        self : MaskVectorizer
+        """
+        X = self._validated(X, reset=True)
+        mask = None if self.mask is None else self._checked_mask()
+        self.image_shape_ = self._image_shape(X, mask)
+        if mask is not None and mask.shape != self.image_shape_:
+            raise ValueError(f"mask has shape {mask.shape}, but the images have shape {self.image_shape_}.")
+        self.n_features_in_ = X.shape[1] if X.ndim == 2 else int(np.prod(X.shape[1:]))
+        if mask is None:
+            self.pixel_indices_ = np.arange(self.n_features_in_)
+            self.pixel_weights_ = np.ones(self.n_features_in_)
+        else:
+            self.pixel_indices_ = np.flatnonzero(mask)
+            self.pixel_weights_ = mask.ravel()[self.pixel_indices_].astype(np.float64)
+        self._soft = not np.all(self.pixel_weights_ == 1)
+        return self
+
+    def transform(self, X):
+        """Vectors of the (weighted) pixels inside the mask, in raster order.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_images, height, width) or (n_images, height * width)
+
+        Returns
+        -------
+        vectors : ndarray of shape (n_images, n_pixels_in_mask)
+            float32 for float32 images, else float64.
+        """
+        check_is_fitted(self)
+        X = self._validated(X, reset=False)
+        shape = X.shape[1:] if X.ndim == 3 else None
+        if shape is not None and self.image_shape_ is not None and tuple(shape) != self.image_shape_:
+            raise ValueError(
+                f"images have shape {tuple(shape)}, but the mask was fitted for {self.image_shape_}."
+            )
+        flat = X.reshape(len(X), -1)
+        if flat.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"images have {flat.shape[1]} pixels; MaskVectorizer was fitted for {self.n_features_in_}."
+            )
+        vectors = flat[:, self.pixel_indices_]
+        if self._soft:
+            vectors *= self.pixel_weights_.astype(vectors.dtype)
+        return vectors
+
+    def inverse_transform(self, X):
+        """Images from vectors: pixels outside the mask are 0, weighting undone inside.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_images, n_pixels_in_mask)
+
+        Returns
+        -------
+        images : ndarray of shape (n_images, height, width)
+            Or (n_images, n_features) when 2-D input passed through.
+        """
+        check_is_fitted(self)
+        vectors = check_array(X, dtype=[np.float64, np.float32], input_name="X")
+        if vectors.shape[1] != len(self.pixel_indices_):
+            raise ValueError(
+                f"vectors have {vectors.shape[1]} values, but the mask has {len(self.pixel_indices_)} pixels."
+            )
+        flat = np.zeros((len(vectors), self.n_features_in_), dtype=vectors.dtype)
+        flat[:, self.pixel_indices_] = vectors / self.pixel_weights_.astype(vectors.dtype)
+        if self.image_shape_ is None:
+            return flat
+        return flat.reshape(len(vectors), *self.image_shape_)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output features: ``pixel_<row>_<column>`` of each kept pixel.
+
+        When 2-D input passes through, the input feature names.
+        """
+        check_is_fitted(self)
+        if self.image_shape_ is None:
+            if input_features is None:
+                input_features = getattr(self, "feature_names_in_", None)
+            if input_features is None:
+                return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
+            if len(input_features) != self.n_features_in_:
+                raise ValueError(
+                    f"input_features has {len(input_features)} names, expected {self.n_features_in_}."
+                )
+            return np.asarray(input_features, dtype=object)
+        rows, columns = np.unravel_index(self.pixel_indices_, self.image_shape_)
+        return np.asarray(
+            [f"pixel_{row}_{column}" for row, column in zip(rows, columns, strict=True)], dtype=object
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

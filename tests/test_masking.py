@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_kerdensom import MaskVectorizer, circular_mask
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(0).normal(size=(5, 8, 10)).astype(np.float32)
+
+
+def test_circular_mask():
+    mask = circular_mask((9, 9), 2)
+    assert mask.dtype == bool
+    assert mask[4, 4] and mask[4, 6] and not mask[4, 7] and not mask[0, 0]
+    assert mask.sum() == 13
+    soft = circular_mask((32, 32), 8, soft_edge=4)
+    assert soft[16, 16] == 1.0 and soft[16, 16 + 8] == 1.0 and soft[16, 16 + 12] == 0.0
+    assert 0 < soft[16, 16 + 10] < 1
+    assert soft.min() >= 0 and soft.max() <= 1
+
+
+@pytest.mark.parametrize(
+    "args, message", [(((8, 8), 0), "radius"), (((8, 8), 3, -1), "soft_edge"), (((8,), 3), "shape")]
+)
+def test_circular_mask_errors(args, message):
+    with pytest.raises(ValueError, match=message):
+        circular_mask(*args)
+
+
+def test_boolean_mask_keeps_pixels_in_raster_order(images):
+    mask = np.zeros((8, 10), dtype=bool)
+    mask[2, 3] = mask[1, 7] = mask[5, 0] = True
+    vectors = MaskVectorizer(mask).fit_transform(images)
+    assert vectors.dtype == np.float32
+    np.testing.assert_array_equal(vectors, images[:, [1, 2, 5], [7, 3, 0]])
+
+
+def test_flattened_input_takes_the_mask_shape(images):
+    mask = circular_mask((8, 10), 3)
+    flat = images.reshape(5, -1)
+    np.testing.assert_array_equal(
+        MaskVectorizer(mask).fit_transform(flat), MaskVectorizer(mask).fit_transform(images)
+    )
+    vectors = MaskVectorizer(image_shape=(8, 10)).fit_transform(flat)
+    np.testing.assert_array_equal(vectors, flat)
+
+
+def test_inverse_transform_puts_zeros_outside_the_mask(images):
+    mask = circular_mask((8, 10), 3)
+    vectorizer = MaskVectorizer(mask).fit(images)
+    restored = vectorizer.inverse_transform(vectorizer.transform(images))
+    assert restored.shape == images.shape and restored.dtype == np.float32
+    np.testing.assert_array_equal(restored[:, mask], images[:, mask])
+    np.testing.assert_array_equal(restored[:, ~mask], 0)
+
+
+def test_soft_mask_weights_pixels_and_drops_zero_weights(images):
+    mask = np.zeros((8, 10))
+    mask[1, 1], mask[2, 2], mask[3, 3] = 1.0, 0.5, 0.25
+    vectorizer = MaskVectorizer(mask).fit(images)
+    vectors = vectorizer.transform(images)
+    np.testing.assert_allclose(vectors, images[:, [1, 2, 3], [1, 2, 3]] * [1.0, 0.5, 0.25])
+    restored = vectorizer.inverse_transform(vectors)
+    np.testing.assert_allclose(restored[:, [1, 2, 3], [1, 2, 3]], images[:, [1, 2, 3], [1, 2, 3]], rtol=1e-6)
+    assert np.count_nonzero(restored[0]) == 3
+
+
+def test_passthrough_without_mask_or_shape(images):
+    flat = images.reshape(5, -1).astype(np.float64)
+    vectorizer = MaskVectorizer().fit(flat)
+    np.testing.assert_array_equal(vectorizer.transform(flat), flat)
+    np.testing.assert_array_equal(vectorizer.inverse_transform(flat), flat)
+    # 3-D input without a mask: every pixel, flattened
+    assert MaskVectorizer().fit_transform(images).shape == (5, 80)
+
+
+def test_feature_names(images):
+    mask = np.zeros((8, 10), dtype=bool)
+    mask[2, 3] = mask[1, 7] = True
+    names = MaskVectorizer(mask).fit(images).get_feature_names_out()
+    assert list(names) == ["pixel_1_7", "pixel_2_3"]
+
+
+def test_input_not_modified(images):
+    before = images.copy()
+    MaskVectorizer(circular_mask((8, 10), 3, soft_edge=2)).fit_transform(images)
+    np.testing.assert_array_equal(images, before)
+
+
+@pytest.mark.parametrize(
+    "mask, data, message",
+    [
+        (np.ones((8, 8), dtype=bool), None, r"mask has shape \(8, 8\), but the images have shape \(8, 10\)"),
+        (np.zeros((8, 10), dtype=bool), None, "mask selects no pixel"),
+        (np.full((8, 10), 2.0), None, r"mask values must be in \[0, 1\]"),
+        (np.ones(80, dtype=bool), None, "mask must be a 2-D image"),
+        (None, np.full((2, 8, 10), np.nan), "NaN"),
+    ],
+)
+def test_errors(images, mask, data, message):
+    with pytest.raises(ValueError, match=message):
+        MaskVectorizer(mask).fit(images if data is None else data)
+
+
+def test_transform_errors(images):
+    vectorizer = MaskVectorizer(circular_mask((8, 10), 3)).fit(images)
+    with pytest.raises(ValueError, match=r"images have shape \(10, 8\)"):
+        vectorizer.transform(images.reshape(5, 10, 8))
+    with pytest.raises(ValueError, match="vectors have 3 values"):
+        vectorizer.inverse_transform(np.zeros((2, 3)))
+    bad = images.copy()
+    bad[0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        vectorizer.transform(bad)
+    with pytest.raises(ValueError, match="does not match the image shape"):
+        MaskVectorizer(image_shape=(9, 9)).fit(images.reshape(5, -1))
+
+
+@parametrize_with_checks([MaskVectorizer()])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
