@@ -42,6 +42,7 @@ class Problem:
     dtype: np.dtype
     storage_dtype: np.dtype
     sigma_floor: float
+    sample_terms: np.ndarray | None = None
 
     @property
     def n_samples(self):
@@ -111,6 +112,7 @@ def _expectation(problem, code_vectors, sigma, regularization, trace):
         problem.df,
         problem.dtype,
         problem.storage_dtype,
+        problem.sample_terms,
     )
     current_roughness = roughness(code_vectors, problem.smoothness)
     trace.objective.append(

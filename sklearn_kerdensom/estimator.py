@@ -32,6 +32,7 @@ from ._passes import (
     membership_rows,
     nearest_nodes,
     per_sample,
+    precomputed_sample_terms,
 )
 from ._topology import TOPOLOGIES, node_positions, smoothness_matrix
 from ._training import Problem, anneal
@@ -243,6 +244,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
                 self.kernel,
                 self.objective,
             ),
+            sample_terms=precomputed_sample_terms(X, frame, dtype),
         )
         code_vectors, sigma = self._initialize(X, frame, random_state, dtype, storage_dtype)
         code_vectors, sigma, traces = anneal(

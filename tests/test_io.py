@@ -1,0 +1,468 @@
+"""Reading RELION STAR/MRC particle sets and writing classification outputs (sklearn_kerdensom.io)."""
+
+import hashlib
+import shutil
+import warnings
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+
+from sklearn_kerdensom.alignment import apply_alignment
+from sklearn_kerdensom.io import OUTPUT_FILES, load_particles, read_stack, write_classification
+
+PARTICLES = Path(__file__).parent / "data" / "particles"
+RELION30_STAR = PARTICLES / "rln_proj_64.star"
+RELION31_STAR = PARTICLES / "relion31.star"
+RELION31_PIXEL_SIZE = 2.806
+
+
+def _mrc_data(path):
+    """Pixels read directly with mrcfile; relion31.mrcs has a pre-MRC2014 header, hence permissive."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with mrcfile.open(path, permissive=True) as mrc:
+            return np.array(mrc.data)
+
+
+def _write_mrc(path, data, voxel_size=None):
+    with warnings.catch_warnings():
+        # mrcfile warns about the NaN/inf pixels that the error tests write on purpose.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with mrcfile.new(path, overwrite=True) as mrc:
+            mrc.set_data(np.asarray(data, dtype=np.float32))
+            if voxel_size is not None:
+                mrc.voxel_size = voxel_size
+    return path
+
+
+def _write_star(path, particles, optics=None):
+    blocks = {"particles": pd.DataFrame(particles)}
+    if optics is not None:
+        blocks = {"optics": pd.DataFrame(optics), **blocks}
+    starfile.write(blocks, path)
+    return path
+
+
+def _stack(n=5, size=8, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, size, size)).astype(np.float32)
+
+
+def _snapshot(paths):
+    return {p: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in paths}
+
+
+def _relocated_relion31(tmp_path):
+    """relion31.star with its images named as in the original project, in a job folder of a moved copy.
+
+    The shipped file names ``00000N@relion31.mrcs`` (next to it); here they read
+    ``00000N@Extract/job133/Micrographs/relion31.mrcs``, relative to the project root, as RELION writes
+    them, and the STAR file sits in ``project/Refine3D/job200/``, where that path does not resolve.
+    """
+    star = tmp_path / "project" / "Refine3D" / "job200" / "run_data.star"
+    star.parent.mkdir(parents=True)
+    text = RELION31_STAR.read_text()
+    assert text.count("@relion31.mrcs") == 5
+    star.write_text(text.replace("@relion31.mrcs", "@Extract/job133/Micrographs/relion31.mrcs"))
+    return star
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reading the real files
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_relion30_file_without_optics():
+    particles = load_particles(RELION30_STAR, align=False)
+    table = starfile.read(RELION30_STAR)
+
+    assert particles.images.dtype == np.float32
+    assert particles.images.shape == (5, 64, 64)
+    np.testing.assert_array_equal(particles.images, _mrc_data(PARTICLES / "rln_proj_64.mrcs"))
+    pd.testing.assert_frame_equal(particles.metadata, table)
+    assert particles.optics is None
+    # No optics block, no detector columns and a zero MRC voxel size: the pixel size is unknown, which is
+    # fine because the origins are zero.
+    assert particles.pixel_size is None
+    np.testing.assert_array_equal(particles.shifts, np.zeros((5, 2)))
+    np.testing.assert_array_equal(particles.psi, table["rlnAnglePsi"].to_numpy())
+
+
+def test_relion31_file_with_optics_merged():
+    particles = load_particles(RELION31_STAR, align=False)
+    blocks = starfile.read(RELION31_STAR, always_dict=True)
+
+    assert particles.images.dtype == np.float32
+    assert particles.images.shape == (5, 256, 256)
+    np.testing.assert_array_equal(particles.images, _mrc_data(PARTICLES / "relion31.mrcs"))
+
+    metadata = particles.metadata
+    assert len(metadata) == 5
+    assert set(blocks["particles"].columns) | set(blocks["optics"].columns) == set(metadata.columns)
+    pd.testing.assert_frame_equal(metadata[blocks["particles"].columns], blocks["particles"])
+    np.testing.assert_array_equal(metadata["rlnImagePixelSize"], np.full(5, RELION31_PIXEL_SIZE))
+    np.testing.assert_array_equal(metadata["rlnVoltage"], np.full(5, 300.0))
+    pd.testing.assert_frame_equal(particles.optics, blocks["optics"])
+
+    assert particles.pixel_size == RELION31_PIXEL_SIZE
+    expected_shifts = blocks["particles"][["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy() / 2.806
+    np.testing.assert_array_equal(particles.shifts, expected_shifts)
+    np.testing.assert_array_equal(particles.psi, blocks["particles"]["rlnAnglePsi"].to_numpy())
+
+
+def test_pre_mrc2014_header_is_read_quietly():
+    # relion31.mrcs has no "MAP " ID and a zero machine stamp, which strict mrcfile rejects.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        particles = load_particles(RELION31_STAR, align=False)
+    assert particles.images.shape == (5, 256, 256)
+
+
+def test_align_applies_the_file_alignment():
+    raw = load_particles(RELION31_STAR, align=False)
+    aligned = load_particles(RELION31_STAR)
+
+    assert aligned.images.dtype == np.float32
+    np.testing.assert_array_equal(aligned.images, apply_alignment(raw.images, raw.shifts, raw.psi))
+    assert not np.allclose(aligned.images, raw.images)
+    pd.testing.assert_frame_equal(aligned.metadata, raw.metadata)
+
+
+def test_relocated_stack_is_found_with_image_root(tmp_path):
+    star = _relocated_relion31(tmp_path)
+    expected = _mrc_data(PARTICLES / "relion31.mrcs")
+
+    with pytest.raises(FileNotFoundError, match=r"Extract/job133/Micrographs/relion31\.mrcs") as error:
+        load_particles(star, align=False)
+    assert str(star.parent / "Extract/job133/Micrographs/relion31.mrcs") in str(error.value)
+
+    # image_root/<path as written>: the project root.
+    moved = tmp_path / "project" / "Extract" / "job133" / "Micrographs" / "relion31.mrcs"
+    moved.parent.mkdir(parents=True)
+    shutil.copyfile(PARTICLES / "relion31.mrcs", moved)
+    particles = load_particles(star, image_root=tmp_path / "project", align=False)
+    np.testing.assert_array_equal(particles.images, expected)
+    assert particles.metadata["rlnImageName"].str.startswith("00000").all()  # names kept as written
+
+    # image_root/<basename>: a folder holding the stack itself.
+    particles = load_particles(star, image_root=PARTICLES, align=False)
+    np.testing.assert_array_equal(particles.images, expected)
+
+
+def test_missing_stack_error_lists_the_places_looked_at(tmp_path):
+    star = _relocated_relion31(tmp_path)
+    with pytest.raises(FileNotFoundError) as error:
+        load_particles(star, image_root=tmp_path, align=False)
+    message = str(error.value)
+    assert "'Extract/job133/Micrographs/relion31.mrcs'" in message
+    assert str(tmp_path / "Extract/job133/Micrographs/relion31.mrcs") in message
+    assert str(tmp_path / "relion31.mrcs") in message
+
+
+def test_read_stack_is_memory_mapped_and_read_only():
+    stack = read_stack(PARTICLES / "rln_proj_64.mrcs")
+    assert isinstance(stack, np.memmap)
+    assert stack.shape == (5, 64, 64)
+    assert not stack.flags.writeable
+    np.testing.assert_array_equal(stack, _mrc_data(PARTICLES / "rln_proj_64.mrcs"))
+
+
+def test_input_files_are_not_modified(tmp_path):
+    inputs = sorted(PARTICLES.iterdir())
+    before = _snapshot(inputs)
+    for star in (RELION30_STAR, RELION31_STAR):
+        particles = load_particles(star)
+        particles = load_particles(star, align=False)
+        particles.images[:] = 0  # the returned images are a copy, not a view of the stack
+    write_classification(
+        tmp_path / "out",
+        averages=_stack(2),
+        representatives=_stack(2),
+        labels=[0, 1, 1, 0, 1],
+        node_positions=[[0, 0], [1, 0]],
+        metadata=particles.metadata,
+    )
+    assert _snapshot(inputs) == before
+
+
+# --------------------------------------------------------------------------------------------------------
+# Addressing and pixel sizes, on synthetic files
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_image_addressing_forms(tmp_path):
+    stack = _write_mrc(tmp_path / "stack.mrcs", _stack(3))
+    single = _write_mrc(tmp_path / "single.mrc", _stack(1, seed=1)[0])  # a 2-D file is one image
+    (tmp_path / "sub").mkdir()
+    other = _write_mrc(tmp_path / "sub" / "other.mrcs", _stack(2, seed=2))
+    names = [
+        "000002@stack.mrcs",
+        "single.mrc",
+        "stack.mrcs",
+        "3@stack.mrcs:mrcs",
+        f"2@{other}",
+        "1@sub/other.mrcs",
+    ]
+    star = _write_star(tmp_path / "particles.star", {"rlnImageName": names})
+
+    particles = load_particles(star, align=False)
+
+    expected = [
+        _mrc_data(stack)[1],
+        _mrc_data(single),
+        _mrc_data(stack)[0],
+        _mrc_data(stack)[2],
+        _mrc_data(other)[1],
+        _mrc_data(other)[0],
+    ]
+    np.testing.assert_array_equal(particles.images, np.stack(expected))
+    assert particles.metadata["rlnImageName"].tolist() == names
+
+
+def test_relion30_pixel_columns(tmp_path):
+    _write_mrc(tmp_path / "stack.mrcs", _stack(2))
+    star = _write_star(
+        tmp_path / "particles.star",
+        {
+            "rlnImageName": ["1@stack.mrcs", "2@stack.mrcs"],
+            "rlnDetectorPixelSize": [14.0, 14.0],  # µm
+            "rlnMagnification": [50000.0, 50000.0],
+            "rlnOriginX": [1.5, -2.0],  # pixels
+            "rlnAnglePsi": [10.0, 350.0],
+        },
+    )
+    particles = load_particles(star, align=False)
+    assert particles.pixel_size == pytest.approx(2.8)
+    np.testing.assert_array_equal(particles.shifts, [[1.5, 0.0], [-2.0, 0.0]])
+    np.testing.assert_array_equal(particles.psi, [10.0, 350.0])
+
+
+def test_pixel_size_from_mrc_header_and_argument(tmp_path):
+    _write_mrc(tmp_path / "stack.mrcs", _stack(2), voxel_size=2.0)
+    star = _write_star(
+        tmp_path / "particles.star",
+        {"rlnImageName": ["1@stack.mrcs", "2@stack.mrcs"], "rlnOriginXAngst": [4.0, 1.0]},
+    )
+    particles = load_particles(star, align=False)
+    assert particles.pixel_size == 2.0
+    np.testing.assert_array_equal(particles.shifts, [[2.0, 0.0], [0.5, 0.0]])
+
+    particles = load_particles(star, align=False, pixel_size=4.0)
+    assert particles.pixel_size == 4.0
+    np.testing.assert_array_equal(particles.shifts, [[1.0, 0.0], [0.25, 0.0]])
+
+
+def test_pixel_size_argument_overrides_optics():
+    particles = load_particles(RELION31_STAR, align=False, pixel_size=1.403)
+    assert particles.pixel_size == 1.403
+    np.testing.assert_array_equal(particles.metadata["rlnImagePixelSize"], np.full(5, RELION31_PIXEL_SIZE))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reading errors
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_missing_star_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nothere\.star"):
+        load_particles(tmp_path / "nothere.star")
+
+
+def test_star_file_without_image_column(tmp_path):
+    star = _write_star(tmp_path / "particles.star", {"rlnAnglePsi": [0.0, 1.0]})
+    with pytest.raises(ValueError, match="rlnImageName"):
+        load_particles(star, align=False)
+
+
+def test_referenced_stack_missing(tmp_path):
+    star = _write_star(tmp_path / "particles.star", {"rlnImageName": ["1@gone.mrcs"]})
+    with pytest.raises(FileNotFoundError, match=r"gone\.mrcs"):
+        load_particles(star, align=False)
+
+
+@pytest.mark.parametrize("index", [0, -1, 6])
+def test_image_index_out_of_range(tmp_path, index):
+    _write_mrc(tmp_path / "stack.mrcs", _stack(5))
+    star = _write_star(tmp_path / "particles.star", {"rlnImageName": ["1@stack.mrcs", f"{index}@stack.mrcs"]})
+    with pytest.raises(ValueError, match=rf"row 1 .*image {index} of stack 'stack\.mrcs'.* holds 5 image"):
+        load_particles(star, align=False)
+
+
+def test_non_integer_image_index(tmp_path):
+    _write_mrc(tmp_path / "stack.mrcs", _stack(5))
+    star = _write_star(tmp_path / "particles.star", {"rlnImageName": ["1@stack.mrcs", "x2@stack.mrcs"]})
+    with pytest.raises(ValueError, match=r"row 1 .*'x2'"):
+        load_particles(star, align=False)
+
+
+def test_images_of_different_sizes(tmp_path):
+    _write_mrc(tmp_path / "small.mrcs", _stack(2, size=8))
+    _write_mrc(tmp_path / "large.mrcs", _stack(2, size=10))
+    star = _write_star(tmp_path / "particles.star", {"rlnImageName": ["1@small.mrcs", "1@large.mrcs"]})
+    with pytest.raises(ValueError, match="differ in size"):
+        load_particles(star, align=False)
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels(tmp_path, bad_value):
+    images = _stack(3)
+    images[1, 4, 4] = bad_value
+    _write_mrc(tmp_path / "stack.mrcs", images)
+    star = _write_star(
+        tmp_path / "particles.star", {"rlnImageName": ["1@stack.mrcs", "3@stack.mrcs", "2@stack.mrcs"]}
+    )
+    with pytest.raises(ValueError, match=r"particle row 2 .*image 2 of 'stack\.mrcs'.*NaN or infinite"):
+        load_particles(star, align=False)
+
+
+def test_origins_in_angstrom_without_pixel_size(tmp_path):
+    _write_mrc(tmp_path / "stack.mrcs", _stack(1))  # voxel size 0: unknown
+    star = _write_star(
+        tmp_path / "particles.star", {"rlnImageName": ["1@stack.mrcs"], "rlnOriginYAngst": [3.0]}
+    )
+    with pytest.raises(ValueError, match=r"rlnOriginXAngst.*pixel_size="):
+        load_particles(star, align=False)
+
+
+def test_optics_group_not_in_optics_block(tmp_path):
+    _write_mrc(tmp_path / "stack.mrcs", _stack(2))
+    star = _write_star(
+        tmp_path / "particles.star",
+        {"rlnImageName": ["1@stack.mrcs", "2@stack.mrcs"], "rlnOpticsGroup": [1, 2]},
+        optics={"rlnOpticsGroup": [1], "rlnImagePixelSize": [1.0]},
+    )
+    with pytest.raises(ValueError, match=r"row 1 .*optics group 2"):
+        load_particles(star, align=False)
+
+
+def test_bad_image_root_and_pixel_size(tmp_path):
+    with pytest.raises(FileNotFoundError, match="image_root"):
+        load_particles(RELION31_STAR, image_root=tmp_path / "nowhere", align=False)
+    with pytest.raises(ValueError, match="pixel_size"):
+        load_particles(RELION31_STAR, pixel_size=0.0, align=False)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------------------
+
+LABELS = np.array([0, 0, 1, 3, 3])  # class 2 is empty
+POSITIONS = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, 1.0], [1.5, 1.0]])  # a 2 x 2 hex map
+
+
+def _write(out_dir, **kwargs):
+    arguments = {
+        "averages": _stack(4, seed=10),
+        "representatives": _stack(4, seed=11),
+        "labels": LABELS,
+        "node_positions": POSITIONS,
+        **kwargs,
+    }
+    return write_classification(out_dir, **arguments), arguments
+
+
+def test_written_files_read_back_identical(tmp_path):
+    loaded = load_particles(RELION31_STAR, align=False)
+    metadata_before = loaded.metadata.copy(deep=True)
+    paths, arguments = _write(tmp_path / "new" / "out", metadata=loaded.metadata, pixel_size=2.806)
+
+    assert paths == {key: tmp_path / "new" / "out" / name for key, name in OUTPUT_FILES.items()}
+    for key in ("averages", "representatives"):
+        with mrcfile.open(paths[key]) as mrc:
+            assert mrc.data.dtype == np.float32
+            np.testing.assert_array_equal(mrc.data, arguments[key])
+            assert mrc.is_image_stack()
+            assert mrc.voxel_size.x == pytest.approx(2.806, rel=1e-6)
+
+    original = starfile.read(RELION31_STAR, always_dict=True)
+    written = starfile.read(paths["particles"], always_dict=True)
+    assert list(written) == ["optics", "particles"]
+    pd.testing.assert_frame_equal(written["optics"], original["optics"])
+    particles = written["particles"]
+    assert list(particles.columns) == [*original["particles"].columns, "kerdensomMapX", "kerdensomMapY"]
+    np.testing.assert_array_equal(particles["rlnClassNumber"], LABELS + 1)
+    np.testing.assert_array_equal(particles["kerdensomMapX"], POSITIONS[LABELS, 0])
+    np.testing.assert_array_equal(particles["kerdensomMapY"], POSITIONS[LABELS, 1])
+    kept = original["particles"].columns.drop("rlnClassNumber")
+    pd.testing.assert_frame_equal(particles[kept], original["particles"][kept])
+
+    classes = starfile.read(paths["classes"])
+    np.testing.assert_array_equal(classes["rlnClassNumber"], [1, 2, 3, 4])
+    assert classes["rlnReferenceImage"].tolist() == [f"00000{k}@averages.mrcs" for k in (1, 2, 3, 4)]
+    np.testing.assert_array_equal(classes["kerdensomClassCount"], [2, 1, 0, 2])
+    np.testing.assert_array_equal(classes["rlnClassDistribution"], [0.4, 0.2, 0.0, 0.4])
+    np.testing.assert_array_equal(classes[["kerdensomMapX", "kerdensomMapY"]].to_numpy(), POSITIONS)
+
+    # The caller's metadata (optics attrs included) is left as it was.
+    pd.testing.assert_frame_equal(loaded.metadata, metadata_before)
+    assert loaded.metadata.attrs == metadata_before.attrs
+
+
+def test_written_particle_table_loads_again(tmp_path):
+    loaded = load_particles(RELION31_STAR, align=False)
+    paths, _ = _write(tmp_path, metadata=loaded.metadata)
+    # The image names are kept as written, relative to the original STAR file: relocate them.
+    reloaded = load_particles(paths["particles"], image_root=PARTICLES, align=False)
+    np.testing.assert_array_equal(reloaded.images, loaded.images)
+    pd.testing.assert_frame_equal(
+        reloaded.metadata.drop(columns=["rlnClassNumber", "kerdensomMapX", "kerdensomMapY"]),
+        loaded.metadata.drop(columns=["rlnClassNumber"]),
+    )
+
+
+def test_written_particle_table_relion30_and_without_metadata(tmp_path):
+    loaded = load_particles(RELION30_STAR, align=False)
+    paths, _ = _write(tmp_path / "rln30", metadata=loaded.metadata)
+    written = starfile.read(paths["particles"], always_dict=True)
+    assert list(written) == ["particles"]
+    pd.testing.assert_frame_equal(written["particles"][loaded.metadata.columns], loaded.metadata)
+
+    paths, _ = _write(tmp_path / "bare")
+    particles = starfile.read(paths["particles"])
+    assert list(particles.columns) == [
+        "kerdensomParticleIndex",
+        "rlnClassNumber",
+        "kerdensomMapX",
+        "kerdensomMapY",
+    ]
+    np.testing.assert_array_equal(particles["kerdensomParticleIndex"], np.arange(5))
+    np.testing.assert_array_equal(particles["rlnClassNumber"], LABELS + 1)
+    with mrcfile.open(paths["averages"]) as mrc:
+        assert mrc.voxel_size.x == 0.0  # no pixel size given
+
+
+def test_existing_output_is_not_overwritten(tmp_path):
+    (tmp_path / "classes.star").write_text("keep me\n")
+    with pytest.raises(FileExistsError, match=r"classes\.star"):
+        _write(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.star"]  # nothing else written
+    assert (tmp_path / "classes.star").read_text() == "keep me\n"
+
+    paths, arguments = _write(tmp_path, overwrite=True)
+    assert starfile.read(paths["classes"])["kerdensomClassCount"].tolist() == [2, 1, 0, 2]
+    with pytest.raises(FileExistsError, match=r"averages\.mrcs"):
+        _write(tmp_path, averages=_stack(4, seed=99))
+    with mrcfile.open(paths["averages"]) as mrc:
+        np.testing.assert_array_equal(mrc.data, arguments["averages"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"labels": [0, 0, 1, 4, 3]}, r"labels\[3\] = 4 is not a class"),
+        ({"labels": [0, -1, 1, 3, 3]}, r"labels\[1\] = -1"),
+        ({"labels": [0.5, 0, 1, 3, 3]}, "integer"),
+        ({"node_positions": POSITIONS[:3]}, r"node_positions must have shape \(4, 2\)"),
+        ({"representatives": _stack(3)}, "representatives must have the shape of averages"),
+        ({"averages": _stack(4)[0]}, "averages must have shape"),
+        ({"metadata": pd.DataFrame({"a": [1, 2]})}, "metadata has 2 rows"),
+        ({"pixel_size": -1.0}, "pixel_size"),
+    ],
+)
+def test_invalid_outputs_are_rejected_before_writing(tmp_path, change, message):
+    with pytest.raises(ValueError, match=message):
+        _write(tmp_path / "out", **change)
+    assert not (tmp_path / "out").exists()
