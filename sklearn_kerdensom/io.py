@@ -609,3 +609,44 @@ def _float_text(value):
     # Python's repr is the shortest text that reads back to the same float, so a written table reads back
     # identical; unlike "%g" it keeps a "." or an exponent, so float columns stay float columns.
     return repr(float(value))
+
+
+def write_class_averager(averager, out_dir, *, metadata=None, pixel_size=None, overwrite=False):
+    """Write the outputs of a fitted :class:`~sklearn_kerdensom.ClassAverager` (see write_classification).
+
+    The representatives are the averager's ``representatives_`` (the code
+    vectors as images); the map positions its ``node_positions_`` (classes in a
+    row when the clusterer has no map).
+
+    Parameters
+    ----------
+    averager : fitted ClassAverager
+    out_dir : str or path-like
+    metadata : pandas.DataFrame, default=None
+        The particle table of the images it was fitted on, e.g.
+        ``load_particles(...).metadata``.
+    pixel_size : float, default=None
+        Å per pixel.
+    overwrite : bool, default=False
+
+    Returns
+    -------
+    paths : dict of str to pathlib.Path
+    """
+    if averager.representatives_ is None:
+        raise ValueError(
+            "the averager has no representatives_ (its clusterer has no cluster_centers_, or a pipeline step "
+            "has no inverse_transform), so representatives.mrcs cannot be written."
+        )
+    n_classes = len(averager.averages_)
+    default_positions = np.column_stack([np.arange(n_classes), np.zeros(n_classes)])
+    return write_classification(
+        out_dir,
+        averages=averager.averages_,
+        representatives=averager.representatives_,
+        labels=averager.labels_,
+        node_positions=getattr(averager, "node_positions_", default_positions),
+        metadata=metadata,
+        pixel_size=pixel_size,
+        overwrite=overwrite,
+    )

@@ -466,3 +466,30 @@ def test_invalid_outputs_are_rejected_before_writing(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
         _write(tmp_path / "out", **change)
     assert not (tmp_path / "out").exists()
+
+
+def test_classify_real_particles_end_to_end(tmp_path):
+    """RELION particles in, KerDenSOM classes out, written files read back identically."""
+    from sklearn.pipeline import make_pipeline
+
+    from sklearn_kerdensom import ClassAverager, KerDenSOM, MaskVectorizer, circular_mask
+    from sklearn_kerdensom.io import write_class_averager
+
+    particles = load_particles(PARTICLES / "relion31.star")
+    pipeline = make_pipeline(
+        MaskVectorizer(circular_mask((256, 256), 100)), KerDenSOM(2, 1, max_iter=20, random_state=0)
+    )
+    averager = ClassAverager(pipeline).fit(particles.images)
+    paths = write_class_averager(
+        averager, tmp_path / "out", metadata=particles.metadata, pixel_size=particles.pixel_size
+    )
+    with mrcfile.open(paths["averages"]) as mrc:
+        np.testing.assert_array_equal(mrc.data, averager.averages_)
+        assert mrc.voxel_size.x == pytest.approx(2.806, rel=1e-6)
+    with mrcfile.open(paths["representatives"]) as mrc:
+        np.testing.assert_array_equal(mrc.data, averager.representatives_.astype(np.float32))
+    written = starfile.read(paths["particles"], always_dict=True)
+    np.testing.assert_array_equal(written["particles"]["rlnClassNumber"], averager.labels_ + 1)
+    classes = starfile.read(paths["classes"])
+    np.testing.assert_array_equal(classes["kerdensomClassCount"], averager.counts_)
+    np.testing.assert_array_equal(classes["kerdensomMapX"], averager.node_positions_[:, 0])
