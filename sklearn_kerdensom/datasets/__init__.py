@@ -232,3 +232,26 @@ def make_adk_path(n_samples=600, *, snr=0.1, binning=1, phase_flip=True, random_
         defocus=defocus,
         pixel_size=maps.voxel_size * binning,
     )
+
+
+def load_demo(n_samples=1000, *, random_state=0):
+    """The demo set: AdK particles along the closed -> open path, 32 x 32 px of 2.4 Å, SNR 0.1.
+
+    Made in a few seconds from the shipped maps (:func:`make_adk_path` with
+    ``binning=2``); the same ``random_state`` gives the same particles.
+
+    Parameters
+    ----------
+    n_samples : int, default=1000
+    random_state : int, RandomState instance or None, default=0
+
+    Returns
+    -------
+    data : Bunch
+        As :func:`make_adk_path`: ``images``, ``path_coordinate``, ``defocus``,
+        ``pixel_size``; plus ``mask_radius``, a circular mask radius in pixels
+        that holds the particle.
+    """
+    data = make_adk_path(n_samples, snr=0.1, binning=2, random_state=random_state)
+    data.mask_radius = 13.0
+    return data

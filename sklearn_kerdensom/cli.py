@@ -1,0 +1,296 @@
+"""The ``kerdensom`` command: classify RELION particles, or run the demo, from a terminal.
+
+Exit codes: 0 success; 1 a problem with the input or output files or the data;
+2 an invalid command line or impossible parameters. Errors are one line on
+standard error, without a traceback. Outputs are written to a temporary
+directory beside ``--out`` and moved into place at the end, so a failed run
+leaves nothing partial behind.
+"""
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.pipeline import make_pipeline
+
+from . import __version__
+from ._annealing import regularization_schedule
+from .averaging import ClassAverager
+from .estimator import KerDenSOM
+from .masking import MaskVectorizer, circular_mask
+
+OUTPUTS = (
+    "averages.mrcs",
+    "representatives.mrcs",
+    "particles.star",
+    "classes.star",
+    "map.png",
+    "summary.json",
+)
+
+
+class UsageError(ValueError):
+    """An invalid command line or impossible parameters (exit code 2)."""
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _add_map_options(parser):
+    group = parser.add_argument_group("map (KerDenSOM parameters; defaults are Scipion's)")
+    group.add_argument("--columns", type=_positive_int, default=7, help="map width (default: 7)")
+    group.add_argument("--rows", type=_positive_int, default=7, help="map height (default: 7)")
+    group.add_argument("--topology", choices=["rect", "hex"], default="rect")
+    group.add_argument("--kernel", choices=["gaussian", "student_t"], default="gaussian")
+    group.add_argument("--df", type=float, default=3.0, help="Student-t degrees of freedom (default: 3)")
+    group.add_argument("--reg-initial", type=float, default=1000.0, help="first regularization (1000)")
+    group.add_argument("--reg-final", type=float, default=200.0, help="last regularization (200)")
+    group.add_argument("--steps", type=_positive_int, default=5, help="annealing steps (default: 5)")
+    group.add_argument("--objective", choices=["likelihood", "xmipp"], default="likelihood")
+    group.add_argument("--max-iter", type=_positive_int, default=200, help="iterations per step (200)")
+    group.add_argument("--tol", type=float, default=1e-7, help="kernel width tolerance (1e-7)")
+    group.add_argument("--init", choices=["pca", "random"], default="pca")
+    group.add_argument("--standardize", action="store_true", help="z-score every pixel (Xmipp --norm)")
+    group.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def _add_output_options(parser):
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="kerdensom", description="Kernel-density self-organizing maps of aligned particle images."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    classify = commands.add_parser("classify", help="classify the particles of a RELION STAR file")
+    classify.add_argument("star", type=Path, help="RELION particles STAR file")
+    mask = classify.add_mutually_exclusive_group(required=True)
+    mask.add_argument("--mask", type=Path, help="mask MRC file (boolean or soft, values in [0, 1])")
+    mask.add_argument("--mask-radius", type=float, help="circular mask radius in pixels")
+    classify.add_argument("--soft-edge", type=float, default=0.0, help="soft edge of --mask-radius (px)")
+    classify.add_argument("--image-root", type=Path, help="where to find stacks that have moved")
+    classify.add_argument("--pixel-size", type=float, help="pixel size in Å, overriding the file's")
+    classify.add_argument("--no-align", action="store_true", help="use the images without alignment")
+    _add_map_options(classify)
+    _add_output_options(classify)
+
+    demo = commands.add_parser("demo", help="classify the embedded demo set (simulated AdK particles)")
+    demo.add_argument("--n-particles", type=_positive_int, default=1000, help="default: 1000")
+    _add_map_options(demo)
+    _add_output_options(demo)
+    return parser
+
+
+def _estimator(args):
+    """The KerDenSOM of the command line, its parameters checked before any data is read."""
+    som = KerDenSOM(
+        args.columns,
+        args.rows,
+        topology=args.topology,
+        kernel=args.kernel,
+        df=args.df,
+        reg_initial=args.reg_initial,
+        reg_final=args.reg_final,
+        annealing_steps=args.steps,
+        objective=args.objective,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        init=args.init,
+        standardize=args.standardize,
+        random_state=args.seed,
+        verbose=0 if args.quiet else 1,
+    )
+    try:
+        som._validate_params()
+        regularization_schedule(args.reg_initial, args.reg_final, args.steps)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return som
+
+
+def _check_output(out, overwrite):
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"output directory {out} already exists; use --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory")
+
+
+def _read_mask(path):
+    import mrcfile
+
+    if not path.is_file():
+        raise FileNotFoundError(f"mask file not found: {path}")
+    with mrcfile.open(path, permissive=True) as mrc:
+        if mrc.data is None:
+            raise ValueError(f"{path} is not a readable MRC file")
+        mask = np.array(mrc.data, dtype=np.float64)
+    if mask.ndim == 3 and mask.shape[0] == 1:
+        mask = mask[0]
+    if mask.ndim != 2:
+        raise ValueError(f"mask {path} must be a 2-D image; it has shape {mask.shape}")
+    return mask
+
+
+def _say(args, message):
+    if not args.quiet:
+        print(message, flush=True)
+
+
+def _history_for_json(history):
+    return [
+        {key: (value.tolist() if isinstance(value, np.ndarray) else value) for key, value in step.items()}
+        for step in history
+    ]
+
+
+def _versions():
+    import scipy
+    import sklearn
+
+    return {
+        "sklearn_kerdensom": __version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _fit(images, mask, som, args):
+    """The ClassAverager of ``MaskVectorizer(mask) -> som`` fitted on the images, and its fit time."""
+    _say(args, f"fitting a {args.columns} x {args.rows} map on {len(images)} images of {images.shape[1:]} px")
+    start = time.perf_counter()
+    averager = ClassAverager(make_pipeline(MaskVectorizer(mask), som)).fit(images)
+    return averager, time.perf_counter() - start
+
+
+def _summary(averager, images, mask, args, pixel_size):
+    fitted = averager.estimator_[-1]
+    return {
+        "command": args.argv,
+        "parameters": {k: v for k, v in fitted.get_params().items() if k != "init" or isinstance(v, str)},
+        "versions": _versions(),
+        "n_particles": len(images),
+        "image_shape": list(images.shape[1:]),
+        "pixel_size": pixel_size,
+        "mask_pixels": int(np.count_nonzero(mask)),
+        "sigma": fitted.sigma_,
+        "n_iter": fitted.n_iter_,
+        "converged": fitted.converged_,
+        "history": _history_for_json(fitted.annealing_history_),
+        "class_sizes": averager.counts_.tolist(),
+    }
+
+
+def _write_outputs(averager, summary, args, *, metadata=None, pixel_size=None):
+    """Write every output into a staging directory, then move it to ``args.out`` in one step."""
+    from .io import write_class_averager
+    from .plotting import plot_class_map
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent))
+    try:
+        start = time.perf_counter()
+        write_class_averager(averager, staging, metadata=metadata, pixel_size=pixel_size)
+        figure, _ = plot_class_map(averager, kind="both")
+        figure.savefig(staging / "map.png", dpi=120)
+        summary["timings"]["write_s"] = time.perf_counter() - start
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        staging.rename(args.out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _say(args, f"wrote {args.out}: {', '.join(OUTPUTS)}")
+
+
+def _classify(args):
+    som = _estimator(args)
+    _check_output(args.out, args.overwrite)
+    from .io import load_particles
+
+    start = time.perf_counter()
+    particles = load_particles(
+        args.star, image_root=args.image_root, align=not args.no_align, pixel_size=args.pixel_size
+    )
+    read_s = time.perf_counter() - start
+    _say(args, f"read {len(particles.images)} particles from {args.star} in {read_s:.1f}s")
+    shape = particles.images.shape[1:]
+    if args.mask is not None:
+        mask = _read_mask(args.mask)
+        if mask.shape != shape:
+            raise ValueError(f"mask {args.mask} has shape {mask.shape}, but the particles are {shape} px")
+    else:
+        mask = circular_mask(shape, args.mask_radius, soft_edge=args.soft_edge)
+    averager, fit_s = _fit(particles.images, mask, som, args)
+    summary = _summary(averager, particles.images, mask, args, particles.pixel_size)
+    summary["timings"] = {"read_s": read_s, "fit_s": fit_s}
+    _write_outputs(averager, summary, args, metadata=particles.metadata, pixel_size=particles.pixel_size)
+
+
+def _demo(args):
+    som = _estimator(args)
+    _check_output(args.out, args.overwrite)
+    from .datasets import load_demo
+
+    start = time.perf_counter()
+    data = load_demo(args.n_particles, random_state=args.seed)
+    simulate_s = time.perf_counter() - start
+    _say(args, f"simulated {len(data.images)} AdK particles along the closed -> open path (SNR 0.1)")
+    mask = circular_mask(data.images.shape[1:], data.mask_radius)
+    averager, fit_s = _fit(data.images, mask, som, args)
+    summary = _summary(averager, data.images, mask, args, data.pixel_size)
+    summary["timings"] = {"simulate_s": simulate_s, "fit_s": fit_s}
+    summary["path_correlation"] = _path_correlation(averager, data)
+    _say(args, f"path coordinate vs map position: R = {summary['path_correlation']:.3f}")
+    _write_outputs(averager, summary, args, pixel_size=data.pixel_size)
+
+
+def _path_correlation(averager, data):
+    """How well the map position of each particle predicts its path coordinate (linear fit, R)."""
+    positions = averager.node_positions_[averager.labels_]
+    design = np.column_stack([positions, np.ones(len(positions))])
+    coefficients, *_ = np.linalg.lstsq(design, data.path_coordinate, rcond=None)
+    return float(np.corrcoef(design @ coefficients, data.path_coordinate)[0, 1])
+
+
+def main(argv=None):
+    """Run the ``kerdensom`` command; returns the exit code."""
+    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    try:
+        {"classify": _classify, "demo": _demo}[args.command](args)
+    except UsageError as error:
+        print(f"kerdensom: error: {error}", file=sys.stderr)
+        return 2
+    except ImportError as error:
+        print(
+            f"kerdensom: error: {error}; install with: pip install 'sklearn-kerdensom[cli]'", file=sys.stderr
+        )
+        return 1
+    except (OSError, ValueError) as error:
+        print(f"kerdensom: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

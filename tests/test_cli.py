@@ -1,0 +1,180 @@
+"""The kerdensom command, driven as a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import starfile
+
+PARTICLES = Path(__file__).parent / "data" / "particles"
+FAST = ["--columns", "3", "--rows", "2", "--steps", "2", "--max-iter", "30"]
+
+
+def kerdensom(*args, cwd=None):
+    """Run the command; returns (exit code, stdout, stderr)."""
+    environment = {**os.environ, "MPLBACKEND": "Agg"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "sklearn_kerdensom.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environment,
+        timeout=300,
+    )
+    return completed.returncode, completed.stdout, completed.stderr
+
+
+def assert_outputs(out, n_particles, n_classes):
+    names = sorted(path.name for path in out.iterdir())
+    assert names == sorted(
+        ["averages.mrcs", "representatives.mrcs", "particles.star", "classes.star", "map.png", "summary.json"]
+    )
+    with mrcfile.open(out / "averages.mrcs") as mrc:
+        assert mrc.data.shape[0] == n_classes
+    with mrcfile.open(out / "representatives.mrcs") as mrc:
+        assert mrc.data.shape[0] == n_classes
+    particles = starfile.read(out / "particles.star", always_dict=True)["particles"]
+    assert len(particles) == n_particles
+    assert particles["rlnClassNumber"].between(1, n_classes).all()
+    classes = starfile.read(out / "classes.star")
+    assert classes["kerdensomClassCount"].sum() == n_particles
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["class_sizes"] == classes["kerdensomClassCount"].tolist()
+    assert len(summary["history"]) == 2 and "timings" in summary and "versions" in summary
+    assert (out / "map.png").stat().st_size > 1000
+    return summary
+
+
+def test_classify_rln_proj_64(tmp_path):
+    code, stdout, stderr = kerdensom(
+        "classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "25", *FAST, "--out", tmp_path / "out"
+    )
+    assert code == 0, stderr
+    assert "step 1/2" in stdout and "regularization=" in stdout and "elapsed=" in stdout
+    summary = assert_outputs(tmp_path / "out", n_particles=5, n_classes=6)
+    assert summary["image_shape"] == [64, 64]
+
+
+def test_classify_relion31_with_relocation_and_a_mask_file(tmp_path):
+    # The STAR file of a project whose stacks have moved elsewhere.
+    project = tmp_path / "project"
+    project.mkdir()
+    star = starfile.read(PARTICLES / "relion31.star", always_dict=True)
+    star["particles"]["rlnImageName"] = star["particles"]["rlnImageName"].str.replace(
+        "@", "@Extract/job133/Micrographs/"
+    )
+    starfile.write(star, project / "particles.star")
+    mask = np.zeros((256, 256), dtype=np.float32)
+    mask[28:228, 28:228] = 1
+    with mrcfile.new(tmp_path / "mask.mrc") as mrc:
+        mrc.set_data(mask)
+    code, stdout, stderr = kerdensom(
+        "classify", project / "particles.star", "--image-root", PARTICLES, "--mask", tmp_path / "mask.mrc",
+        *FAST, "--quiet", "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert stdout == ""
+    summary = assert_outputs(tmp_path / "out", n_particles=5, n_classes=6)
+    assert summary["pixel_size"] == pytest.approx(2.806)
+    written = starfile.read(tmp_path / "out" / "particles.star", always_dict=True)
+    assert "optics" in written
+
+
+def test_demo(tmp_path):
+    code, stdout, stderr = kerdensom("demo", "--n-particles", "300", *FAST, "--out", tmp_path / "demo")
+    assert code == 0, stderr
+    summary = assert_outputs(tmp_path / "demo", n_particles=300, n_classes=6)
+    assert summary["path_correlation"] > 0.5
+    assert "path coordinate vs map position" in stdout
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["classify", "missing.star", "--mask-radius", "20"], 1, "STAR file not found"),
+        (
+            ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--reg-initial", "10"],
+            2,
+            "reg_initial",
+        ),
+        (
+            ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--reg-final", "0"],
+            2,
+            "reg_final=0",
+        ),
+        (
+            ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--df", "-1"],
+            2,
+            "'df' parameter",
+        ),
+        (["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "-3"], 1, "radius must be > 0"),
+        (["classify", PARTICLES / "rln_proj_64.star", "--mask", "nomask.mrc"], 1, "mask file not found"),
+        (["classify", PARTICLES / "rln_proj_64.star"], 2, "one of the arguments --mask --mask-radius"),
+        (
+            ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--columns", "0"],
+            2,
+            "positive",
+        ),
+        (["demo", "--topology", "square"], 2, "invalid choice"),
+    ],
+)
+def test_bad_input_gives_one_line_error(tmp_path, args, code, message):
+    out = tmp_path / "out"
+    exit_code, _, stderr = kerdensom(*args, "--out", out, cwd=tmp_path)
+    assert exit_code == code
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert message in lines[-1] and "error:" in lines[-1]
+    # our errors are one line; argparse's come after its usage line
+    assert len(lines) == 1 or lines[0].startswith("usage:")
+    assert not out.exists()
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".out")] == []
+
+
+def test_wrong_mask_size(tmp_path):
+    with mrcfile.new(tmp_path / "mask.mrc") as mrc:
+        mrc.set_data(np.ones((32, 32), dtype=np.float32))
+    code, _, stderr = kerdensom(
+        "classify", PARTICLES / "rln_proj_64.star", "--mask", tmp_path / "mask.mrc", "--out", tmp_path / "out"
+    )
+    assert code == 1
+    mask = tmp_path / "mask.mrc"
+    assert stderr.strip() == (
+        f"kerdensom: error: mask {mask} has shape (32, 32), but the particles are (64, 64) px"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_directory_needs_overwrite(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    arguments = ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "25", *FAST, "--quiet"]
+    code, _, stderr = kerdensom(*arguments, "--out", out)
+    assert code == 1 and "already exists; use --overwrite" in stderr
+    assert [path.name for path in out.iterdir()] == ["keep.txt"]
+    code, _, stderr = kerdensom(*arguments, "--out", out, "--overwrite")
+    assert code == 0, stderr
+    assert not (out / "keep.txt").exists()
+    assert (out / "summary.json").exists()
+
+
+def test_input_files_are_not_modified(tmp_path):
+    before = {path.name: path.read_bytes() for path in PARTICLES.iterdir()}
+    code, _, stderr = kerdensom(
+        "classify",
+        PARTICLES / "rln_proj_64.star",
+        "--mask-radius",
+        "25",
+        *FAST,
+        "--quiet",
+        "--out",
+        tmp_path / "o",
+    )
+    assert code == 0, stderr
+    assert {path.name: path.read_bytes() for path in PARTICLES.iterdir()} == before
