@@ -1,0 +1,393 @@
+"""Pictures of a fitted map: classes on the map grid, the U-matrix and the annealing history.
+
+matplotlib is an optional dependency: it is imported here only, so the rest of
+the package works without it (``sklearn_kerdensom`` does not import this
+module). Every function returns the matplotlib objects it drew on, so a notebook
+user can restyle them, and draws into given Axes where that makes sense.
+
+Maps are drawn as Xmipp and Scipion show the classes: node ``c`` at column
+``c % n_columns`` and row ``c // n_columns``, row 0 at the top. Drawing
+coordinates are in node spacings: x grows to the right, y (the row) grows
+downwards. On a hexagonal map the odd rows are shifted half a node to the right
+and the rows sit ``sqrt(3) / 2`` apart, so that every node is one unit away from
+each of its six neighbours.
+"""
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+
+from ._topology import TOPOLOGIES
+from .metrics import u_matrix
+
+_HEX_ROW_SPACING = np.sqrt(3.0) / 2.0
+# Images fill this fraction of their cell, so that neighbouring classes stay visibly apart.
+_IMAGE_FILL = 0.95
+# Side of one map cell in the figure, in inches, when the functions make the figure themselves.
+_CELL_INCHES = 1.1
+_NORMALIZATIONS = ("each", "global")
+_CLASS_MAP_KINDS = {"averages": "Class averages", "representatives": "Representatives"}
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("sklearn_kerdensom.plotting needs matplotlib: pip install matplotlib") from error
+    return plt
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Map geometry, shared by the class map and the U-matrix.
+
+
+def _row_spacing(topology):
+    if topology not in TOPOLOGIES:
+        raise ValueError(f"topology must be one of {TOPOLOGIES}; got {topology!r}.")
+    return _HEX_ROW_SPACING if topology == "hex" else 1.0
+
+
+def _cell_centres(node_positions, topology):
+    """Drawing coordinates of the node centres.
+
+    Parameters
+    ----------
+    node_positions : array-like of shape (n_nodes, 2)
+        Grid coordinates: x (column, odd rows of a hexagonal map already
+        shifted by +0.5) and y (row).
+    topology : {"rect", "hex"}
+
+    Returns
+    -------
+    centres : ndarray of shape (n_nodes, 2)
+        x and y in node spacings, y growing downwards (rows ``sqrt(3) / 2``
+        apart on a hexagonal map).
+    """
+    positions = np.asarray(node_positions, dtype=np.float64)
+    if positions.ndim != 2 or positions.shape[1] != 2:
+        raise ValueError(f"node_positions must have shape (n_nodes, 2); got {positions.shape}.")
+    return positions * np.array([1.0, _row_spacing(topology)])
+
+
+def _frame_map(ax, centres, half_width, half_height):
+    """Fit the axes around cells of the given half sizes: row 0 at the top, equal units, no ticks."""
+    ax.set_xlim(centres[:, 0].min() - half_width, centres[:, 0].max() + half_width)
+    # Limits from large to small put row 0 at the top.
+    ax.set_ylim(centres[:, 1].max() + half_height, centres[:, 1].min() - half_height)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+
+
+def _map_figsize(centres, *, n_panels=1, extra_width=0.0):
+    """Figure size in inches for ``n_panels`` maps side by side, plus room for titles (and a colorbar)."""
+    span = np.ptp(centres, axis=0) + 1.0
+    return (_CELL_INCHES * span[0] * n_panels + extra_width, _CELL_INCHES * span[1] + 0.7)
+
+
+def _map_axes(ax, fig, centres, *, extra_width=0.0):
+    """The Axes to draw a map on: ``ax``, else a new Axes in ``fig``, else a new figure sized to the map."""
+    if ax is not None:
+        return ax.figure, ax
+    if fig is not None:
+        return fig, fig.add_subplot()
+    return _pyplot().subplots(figsize=_map_figsize(centres, extra_width=extra_width))
+
+
+def _kerdensom(estimator):
+    """The fitted map inside a ClassAverager or a Pipeline (or the map itself)."""
+    estimator = getattr(estimator, "estimator_", estimator)
+    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Class images on the map.
+
+
+def _normalized(images, normalize):
+    """Images scaled to [0, 1] for display, one range per image ("each") or one for all ("global")."""
+    if normalize not in _NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {_NORMALIZATIONS}; got {normalize!r}.")
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    per_image = normalize == "each"
+    low = flat.min(axis=1, keepdims=True) if per_image else flat.min()
+    high = flat.max(axis=1, keepdims=True) if per_image else flat.max()
+    span = np.broadcast_to(high - low, (len(flat), 1))
+    # A constant image (an empty class's zero average) has no contrast to stretch: show it mid-grey.
+    scaled = np.divide(flat - low, span, out=np.full_like(flat, 0.5), where=span > 0)
+    return scaled.reshape(images.shape)
+
+
+def _label_count(ax, centre, half_side, count):
+    """Class size in the lower left corner of a cell, on a dark box so it reads on any image."""
+    ax.text(
+        centre[0] - half_side,
+        centre[1] + half_side,
+        f"n={count}",
+        ha="left",
+        va="bottom",
+        fontsize="x-small",
+        color="white",
+        bbox={"boxstyle": "square,pad=0.15", "facecolor": "black", "alpha": 0.55, "linewidth": 0},
+    )
+
+
+def plot_map(
+    images,
+    node_positions,
+    *,
+    counts=None,
+    topology="rect",
+    cmap="gray",
+    title=None,
+    fig=None,
+    ax=None,
+    normalize="each",
+):
+    """Draw one image per map node at its place on the map grid.
+
+    Parameters
+    ----------
+    images : array-like of shape (n_nodes, height, width)
+        One image per node, in map order (class averages or representatives).
+    node_positions : array-like of shape (n_nodes, 2)
+        Grid coordinates of the nodes, as ``KerDenSOM.node_positions_``: x
+        (column; odd rows of a hexagonal map already shifted by +0.5) and y
+        (row). Row 0 is drawn at the top.
+    counts : array-like of int of shape (n_nodes,), default=None
+        Class sizes (images per node). When given, each cell is labelled
+        ``"n=<count>"`` in its lower left corner, and empty classes are greyed.
+    topology : {"rect", "hex"}, default="rect"
+        Map topology; a hexagonal map has its rows ``sqrt(3) / 2`` node
+        spacings apart (and its odd rows shifted, from ``node_positions``).
+    cmap : str or matplotlib Colormap, default="gray"
+    title : str, default=None
+        Title of the Axes.
+    fig : matplotlib Figure, default=None
+        Figure to add the map's Axes to; a new figure sized to the map if None.
+    ax : matplotlib Axes, default=None
+        Axes to draw into (takes precedence over ``fig``).
+    normalize : {"each", "global"}, default="each"
+        Contrast: each image stretched over its own min .. max, or all images
+        on one common scale (to compare intensities between classes).
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    ax : matplotlib Axes
+        One ``AxesImage`` per node, in map order (``ax.images``); each image's
+        extent is a square of side 0.95 (rect) or 0.95 sqrt(3) / 2 (hex) node
+        spacings around its node.
+    """
+    images = np.asarray(images)
+    centres = _cell_centres(node_positions, topology)
+    if images.ndim != 3 or len(images) != len(centres):
+        raise ValueError(
+            f"images must have shape (n_nodes, height, width) with n_nodes = {len(centres)}; "
+            f"got {images.shape}."
+        )
+    if counts is not None:
+        counts = np.asarray(counts)
+        if counts.shape != (len(centres),):
+            raise ValueError(f"counts must have shape ({len(centres)},); got {counts.shape}.")
+    fig, ax = _map_axes(ax, fig, centres)
+    # On a hexagonal map the cell height is the row spacing: wider images would overlap the next row.
+    half_side = 0.5 * _IMAGE_FILL * _row_spacing(topology)
+    for node, (image, centre) in enumerate(zip(_normalized(images, normalize), centres, strict=True)):
+        empty = counts is not None and counts[node] == 0
+        x, y = centre
+        ax.imshow(
+            image,
+            cmap=cmap,
+            vmin=0.0,
+            vmax=1.0,
+            extent=(x - half_side, x + half_side, y + half_side, y - half_side),
+            interpolation="nearest",
+            # Greyed, not hidden: an empty node's code vector still shows what the map interpolates there.
+            alpha=0.3 if empty else None,
+        )
+        if counts is not None:
+            _label_count(ax, centre, half_side, int(counts[node]))
+    _frame_map(ax, centres, 0.5, 0.5 * _row_spacing(topology))
+    if title is not None:
+        ax.set_title(title)
+    return fig, ax
+
+
+def plot_class_map(averager, *, kind="averages", fig=None, **kwargs):
+    """Draw the classes of a fitted :class:`~sklearn_kerdensom.ClassAverager` on the map grid.
+
+    Parameters
+    ----------
+    averager : fitted ClassAverager
+        Its estimator must be a KerDenSOM (or a Pipeline ending in one), which
+        gives the node positions and the topology.
+    kind : {"averages", "representatives", "both"}, default="averages"
+        Class averages (mean of the member images), representatives (the code
+        vectors as images), or both side by side.
+    fig : matplotlib Figure, default=None
+        Figure to draw the panels in; a new one if None.
+    **kwargs
+        Passed to :func:`plot_map` (``cmap``, ``normalize``, ``title``, ...).
+        With ``kind="both"``, ``title`` becomes the figure's title.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    axes : ndarray of matplotlib Axes of shape (n_panels,)
+        One Axes per panel (1, or 2 for ``"both"``), in the order averages,
+        representatives.
+    """
+    check_is_fitted(averager, "averages_")
+    if not hasattr(averager, "node_positions_"):
+        raise ValueError("plot_class_map needs a map: the averager's clusterer has no node_positions_.")
+    if kind not in (*_CLASS_MAP_KINDS, "both"):
+        raise ValueError(f"kind must be one of {(*_CLASS_MAP_KINDS, 'both')}; got {kind!r}.")
+    kinds = list(_CLASS_MAP_KINDS) if kind == "both" else [kind]
+    if "representatives" in kinds and averager.representatives_ is None:
+        raise ValueError(
+            "This averager has no representatives_ (its pipeline cannot invert the code vectors)."
+        )
+    topology = _kerdensom(averager).topology
+    if fig is None:
+        figsize = _map_figsize(_cell_centres(averager.node_positions_, topology), n_panels=len(kinds))
+        fig = _pyplot().figure(figsize=figsize, layout="constrained")
+    axes = np.array(fig.subplots(1, len(kinds), squeeze=False)[0])
+    title = kwargs.pop("title", None) if len(kinds) > 1 else kwargs.get("title")
+    for ax, name in zip(axes, kinds, strict=True):
+        plot_map(
+            getattr(averager, f"{name}_"),
+            averager.node_positions_,
+            counts=averager.counts_,
+            topology=topology,
+            ax=ax,
+            **{"title": _CLASS_MAP_KINDS[name], **kwargs},
+        )
+    if len(kinds) > 1 and title is not None:
+        fig.suptitle(title)
+    return fig, axes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# U-matrix.
+
+
+def _cell_outline(topology):
+    """Vertices of one map cell around its centre, in node spacings.
+
+    A unit square on a rectangular map; on a hexagonal one a pointy-top hexagon
+    of width 1, which tiles the plane with rows ``sqrt(3) / 2`` apart.
+    """
+    if _row_spacing(topology) == 1.0:
+        return 0.5 * np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+    angles = np.deg2rad(30.0 + 60.0 * np.arange(6))
+    return np.column_stack([np.cos(angles), np.sin(angles)]) / np.sqrt(3.0)
+
+
+def plot_u_matrix(som, *, ax=None, cmap="viridis"):
+    """Draw the U-matrix of a fitted map as a heat map of its cells, with a colorbar.
+
+    High values (mean distance of a code vector to its map neighbours) mark
+    borders between groups of similar classes.
+
+    Parameters
+    ----------
+    som : fitted KerDenSOM
+        Or a Pipeline ending in one, or a fitted ClassAverager around either.
+    ax : matplotlib Axes, default=None
+        Axes to draw into; a new figure sized to the map if None.
+    cmap : str or matplotlib Colormap, default="viridis"
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    ax : matplotlib Axes
+        Its first collection is a ``PolyCollection`` of one cell per node
+        (squares, or hexagons on a hexagonal map), in map order, whose values
+        are :func:`~sklearn_kerdensom.metrics.u_matrix` in the units the map
+        was fitted in; ``collection.colorbar`` is its colorbar.
+    """
+    from matplotlib.collections import PolyCollection
+
+    som = _kerdensom(som)
+    values = u_matrix(som).ravel()
+    centres = _cell_centres(som.node_positions_, som.topology)
+    outline = _cell_outline(som.topology)
+    fig, ax = _map_axes(ax, None, centres, extra_width=1.0)
+    cells = PolyCollection(
+        centres[:, None, :] + outline, array=values, cmap=cmap, edgecolors="white", linewidths=0.5
+    )
+    ax.add_collection(cells)
+    _frame_map(ax, centres, outline[:, 0].max(), outline[:, 1].max())
+    fig.colorbar(cells, ax=ax, label="mean distance to neighbours")
+    ax.set_title("U-matrix")
+    return fig, ax
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Annealing history.
+
+
+def _plot_per_step(ax, steps, values, ylabel):
+    ax.plot(steps, values, "o-")
+    ax.set_xticks(steps)
+    ax.set_xlabel("annealing step")
+    ax.set_ylabel(ylabel)
+
+
+def _plot_objective_trace(ax, traces):
+    """Objective at every iteration of all steps in sequence, a dashed line where a step begins."""
+    lengths = [len(trace) for trace in traces]
+    objective = np.concatenate(traces)
+    ax.plot(np.arange(1, len(objective) + 1), objective, "-", linewidth=1.0)
+    for boundary in np.cumsum(lengths)[:-1]:
+        ax.axvline(boundary + 0.5, color="0.6", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("iteration (all steps)")
+    ax.set_ylabel("penalized negative log-likelihood")
+
+
+def plot_annealing_history(som, *, axes=None):
+    """Draw how a map's fit went through the annealing schedule.
+
+    Four panels: the smoothness regularization of each step (log scale when
+    it is positive throughout), the kernel width ``sigma`` at the end of each
+    step, the inner iterations of each step (bars; steps that stopped at
+    ``max_iter`` without converging in orange), and the objective at every
+    iteration, steps concatenated, with dashed lines at the step boundaries.
+
+    Parameters
+    ----------
+    som : fitted KerDenSOM
+        Or a Pipeline ending in one, or a fitted ClassAverager around either.
+    axes : array-like of 4 matplotlib Axes, default=None
+        Axes to draw the panels into, in the order above; a new 2 x 2 figure
+        if None.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    axes : ndarray of matplotlib Axes of shape (4,)
+        Regularization, sigma, iterations, objective.
+    """
+    som = _kerdensom(som)
+    check_is_fitted(som, "annealing_history_")
+    history = som.annealing_history_
+    if axes is None:
+        fig, axes = _pyplot().subplots(2, 2, figsize=(9.0, 6.0), layout="constrained")
+    axes = np.ravel(axes)
+    if axes.size != 4:
+        raise ValueError(f"axes must hold 4 Axes; got {axes.size}.")
+    fig = axes[0].figure
+    steps = np.arange(1, len(history) + 1)
+    regularization = np.array([step["regularization"] for step in history], dtype=np.float64)
+    _plot_per_step(axes[0], steps, regularization, "regularization")
+    # Zero regularization (kernel c-means) has no place on a log scale.
+    if np.all(regularization > 0):
+        axes[0].set_yscale("log")
+    _plot_per_step(axes[1], steps, [step["sigma"] for step in history], "sigma (end of step)")
+    converged = np.array([bool(step["converged"]) for step in history])
+    axes[2].bar(steps, [step["n_iter"] for step in history], color=np.where(converged, "C0", "C1"))
+    axes[2].set_xticks(steps)
+    axes[2].set_xlabel("annealing step")
+    axes[2].set_ylabel("iterations")
+    _plot_objective_trace(axes[3], [np.ravel(step["objective_per_iteration"]) for step in history])
+    return fig, axes
