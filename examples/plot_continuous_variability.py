@@ -18,8 +18,9 @@ import numpy as np
 from sklearn.pipeline import make_pipeline
 
 from sklearn_kerdensom import ClassAverager, KerDenSOM, MaskVectorizer, circular_mask, topographic_error
+from sklearn_kerdensom.averaging import mean_per_class
 from sklearn_kerdensom.datasets import load_demo
-from sklearn_kerdensom.plotting import plot_map
+from sklearn_kerdensom.plotting import plot_map, plot_node_values
 
 small = os.environ.get("KERDENSOM_EXAMPLES_SMALL") == "1"
 data = load_demo(300 if small else 1500, random_state=0)
@@ -35,19 +36,13 @@ print(f"topographic error: {topographic_error(som, vectors):.3f}")
 
 # %%
 # Mean path coordinate (0 = closed, 1 = open) of the particles of each class.
-path_by_class = np.full(som.n_nodes, np.nan)
-for node in np.flatnonzero(averager.counts_):
-    path_by_class[node] = data.path_coordinate[averager.labels_ == node].mean()
-grid = path_by_class.reshape(som.n_rows, som.n_columns)
-for row in grid:
+path_by_class = mean_per_class(data.path_coordinate, averager.labels_, som.n_nodes)
+for row in path_by_class.reshape(som.n_rows, som.n_columns):
     print(" ".join("  -  " if np.isnan(value) else f"{value:5.2f}" for value in row))
 
 fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5))
-image = left.imshow(grid, cmap="coolwarm", vmin=0, vmax=1)
+plot_node_values(path_by_class, som.node_positions_, ax=left, cmap="coolwarm", label="path coordinate")
 left.set_title("mean path coordinate per class (0 closed, 1 open)")
-left.set_xlabel("map column")
-left.set_ylabel("map row")
-fig.colorbar(image, ax=left, shrink=0.8)
 plot_map(averager.averages_, averager.node_positions_, counts=averager.counts_, ax=right)
 right.set_title("class averages")
 plt.show()

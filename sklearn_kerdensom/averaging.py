@@ -48,6 +48,25 @@ def class_averages(images, labels, n_classes=None):
     return averages.reshape(n_classes, *images.shape[1:]).astype(images.dtype), counts
 
 
+def mean_per_class(values, labels, n_classes):
+    """Mean of a per-image quantity (e.g. a ground-truth coordinate) in every class; NaN for empty ones.
+
+    Parameters
+    ----------
+    values : array-like of shape (n_images,)
+    labels : array-like of int of shape (n_images,)
+    n_classes : int
+
+    Returns
+    -------
+    means : ndarray of shape (n_classes,)
+    """
+    counts = np.bincount(labels, minlength=n_classes)
+    sums = np.bincount(labels, weights=np.asarray(values, dtype=np.float64), minlength=n_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)
+
+
 def _final_step(estimator):
     return estimator[-1] if isinstance(estimator, Pipeline) else estimator
 

@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 
 from . import __version__
 from ._annealing import regularization_schedule
-from .averaging import ClassAverager
+from .averaging import ClassAverager, mean_per_class
 from .estimator import KerDenSOM
 from .masking import MaskVectorizer, circular_mask
 
@@ -30,7 +30,6 @@ OUTPUTS = (
     "representatives.mrcs",
     "particles.star",
     "classes.star",
-    "map.png",
     "summary.json",
 )
 
@@ -197,18 +196,23 @@ def _summary(averager, images, mask, args, pixel_size):
     }
 
 
-def _write_outputs(averager, summary, args, *, metadata=None, pixel_size=None):
-    """Write every output into a staging directory, then move it to ``args.out`` in one step."""
+def _write_outputs(averager, summary, args, *, metadata=None, pixel_size=None, figures=None):
+    """Write every output into a staging directory, then move it to ``args.out`` in one step.
+
+    ``figures`` maps extra PNG file names to functions that draw them (returning ``(fig, ax)``).
+    """
     from .io import write_class_averager
     from .plotting import plot_class_map
 
+    figures = {"map.png": lambda: plot_class_map(averager, kind="both"), **(figures or {})}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent))
     try:
         start = time.perf_counter()
         write_class_averager(averager, staging, metadata=metadata, pixel_size=pixel_size)
-        figure, _ = plot_class_map(averager, kind="both")
-        figure.savefig(staging / "map.png", dpi=120)
+        for name, draw in figures.items():
+            figure, _ = draw()
+            figure.savefig(staging / name, dpi=120)
         summary["timings"]["write_s"] = time.perf_counter() - start
         (staging / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
         if args.out.exists():
@@ -217,7 +221,7 @@ def _write_outputs(averager, summary, args, *, metadata=None, pixel_size=None):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _say(args, f"wrote {args.out}: {', '.join(OUTPUTS)}")
+    _say(args, f"wrote {args.out}: {', '.join([*OUTPUTS, *figures])}")
 
 
 def _classify(args):
@@ -259,7 +263,23 @@ def _demo(args):
     summary["timings"] = {"simulate_s": simulate_s, "fit_s": fit_s}
     summary["path_correlation"] = _path_correlation(averager, data)
     _say(args, f"path coordinate vs map position: R = {summary['path_correlation']:.3f}")
-    _write_outputs(averager, summary, args, pixel_size=data.pixel_size)
+    figures = {"path.png": lambda: _plot_path_coordinate(averager, data)}
+    _write_outputs(averager, summary, args, pixel_size=data.pixel_size, figures=figures)
+
+
+def _plot_path_coordinate(averager, data):
+    """The demo's ground truth on the map: mean path coordinate of every class's particles."""
+    from .plotting import plot_node_values
+
+    fig, ax = plot_node_values(
+        mean_per_class(data.path_coordinate, averager.labels_, len(averager.counts_)),
+        averager.node_positions_,
+        topology=averager.estimator_[-1].topology,
+        cmap="coolwarm",
+        label="path coordinate (0 closed, 1 open)",
+    )
+    ax.set_title("Mean path coordinate of each class")
+    return fig, ax
 
 
 def _path_correlation(averager, data):

@@ -283,6 +283,48 @@ def _cell_outline(topology):
     return np.column_stack([np.cos(angles), np.sin(angles)]) / np.sqrt(3.0)
 
 
+def plot_node_values(values, node_positions, *, topology="rect", ax=None, cmap="viridis", label=None):
+    """Draw one value per map node as a heat map of map cells, with a colorbar.
+
+    Parameters
+    ----------
+    values : array-like of shape (n_nodes,)
+        A value per node in map order; NaN cells (e.g. empty classes) are left blank.
+    node_positions : array-like of shape (n_nodes, 2)
+        As ``KerDenSOM.node_positions_``.
+    topology : {"rect", "hex"}, default="rect"
+    ax : matplotlib Axes, default=None
+        Axes to draw into; a new figure sized to the map if None.
+    cmap : str or matplotlib Colormap, default="viridis"
+    label : str, default=None
+        Colorbar label.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    ax : matplotlib Axes
+        Its first collection is a ``PolyCollection`` of one cell per node
+        (squares, or hexagons on a hexagonal map), in map order;
+        ``collection.colorbar`` is its colorbar.
+    """
+    from matplotlib.collections import PolyCollection
+
+    centres = _cell_centres(np.asarray(node_positions, dtype=float), topology)
+    outline = _cell_outline(topology)
+    fig, ax = _map_axes(ax, None, centres, extra_width=1.0)
+    cells = PolyCollection(
+        centres[:, None, :] + outline,
+        array=np.ma.masked_invalid(np.asarray(values, dtype=float)),
+        cmap=cmap,
+        edgecolors="white",
+        linewidths=0.5,
+    )
+    ax.add_collection(cells)
+    _frame_map(ax, centres, outline[:, 0].max(), outline[:, 1].max())
+    fig.colorbar(cells, ax=ax, label=label)
+    return fig, ax
+
+
 def plot_u_matrix(som, *, ax=None, cmap="viridis"):
     """Draw the U-matrix of a fitted map as a heat map of its cells, with a colorbar.
 
@@ -301,24 +343,19 @@ def plot_u_matrix(som, *, ax=None, cmap="viridis"):
     -------
     fig : matplotlib Figure
     ax : matplotlib Axes
-        Its first collection is a ``PolyCollection`` of one cell per node
-        (squares, or hexagons on a hexagonal map), in map order, whose values
-        are :func:`~sklearn_kerdensom.metrics.u_matrix` in the units the map
-        was fitted in; ``collection.colorbar`` is its colorbar.
+        As :func:`plot_node_values`, with the values of
+        :func:`~sklearn_kerdensom.metrics.u_matrix` in the units the map was
+        fitted in.
     """
-    from matplotlib.collections import PolyCollection
-
     som = _kerdensom(som)
-    values = u_matrix(som).ravel()
-    centres = _cell_centres(som.node_positions_, som.topology)
-    outline = _cell_outline(som.topology)
-    fig, ax = _map_axes(ax, None, centres, extra_width=1.0)
-    cells = PolyCollection(
-        centres[:, None, :] + outline, array=values, cmap=cmap, edgecolors="white", linewidths=0.5
+    fig, ax = plot_node_values(
+        u_matrix(som).ravel(),
+        som.node_positions_,
+        topology=som.topology,
+        ax=ax,
+        cmap=cmap,
+        label="mean distance to neighbours",
     )
-    ax.add_collection(cells)
-    _frame_map(ax, centres, outline[:, 0].max(), outline[:, 1].max())
-    fig.colorbar(cells, ax=ax, label="mean distance to neighbours")
     ax.set_title("U-matrix")
     return fig, ax
 

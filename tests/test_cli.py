@@ -29,10 +29,18 @@ def kerdensom(*args, cwd=None):
     return completed.returncode, completed.stdout, completed.stderr
 
 
-def assert_outputs(out, n_particles, n_classes):
+def assert_outputs(out, n_particles, n_classes, extra=()):
     names = sorted(path.name for path in out.iterdir())
     assert names == sorted(
-        ["averages.mrcs", "representatives.mrcs", "particles.star", "classes.star", "map.png", "summary.json"]
+        [
+            "averages.mrcs",
+            "representatives.mrcs",
+            "particles.star",
+            "classes.star",
+            "map.png",
+            "summary.json",
+            *extra,
+        ]
     )
     with mrcfile.open(out / "averages.mrcs") as mrc:
         assert mrc.data.shape[0] == n_classes
@@ -88,7 +96,7 @@ def test_classify_relion31_with_relocation_and_a_mask_file(tmp_path):
 def test_demo(tmp_path):
     code, stdout, stderr = kerdensom("demo", "--n-particles", "300", *FAST, "--out", tmp_path / "demo")
     assert code == 0, stderr
-    summary = assert_outputs(tmp_path / "demo", n_particles=300, n_classes=6)
+    summary = assert_outputs(tmp_path / "demo", n_particles=300, n_classes=6, extra=["path.png"])
     assert summary["path_correlation"] > 0.5
     assert "path coordinate vs map position" in stdout
 
