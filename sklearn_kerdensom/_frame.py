@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._chunks import sample_chunks
+from ._samples import samples_of
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,9 @@ class Frame:
     """Affine map ``(x - offset) / scale`` of raw features to internal coordinates.
 
     All arrays have shape (n_features,) and dtype float64; ``offset`` and
-    ``scale`` are ``None`` when the map is the identity.
+    ``scale`` are ``None`` when the map is the identity. ``mean_square`` is the
+    mean over features of the second moment of the internal coordinates, the
+    scale of the data's squared distances per feature.
     """
 
     offset: np.ndarray | None
@@ -54,19 +56,33 @@ class Frame:
         return -float(np.sum(np.log(self.scale)))
 
 
+def _sums(rows, terms):
+    """Per-feature float64 sums of raw rows, and their number, as one vector."""
+    return np.append(np.sum(rows, axis=0, dtype=np.float64), len(rows))
+
+
+def _centred_sums_of_squares(rows, terms, mean):
+    centred = np.subtract(rows, mean, dtype=np.float64)
+    return np.einsum("ij,ij->j", centred, centred)
+
+
 def feature_moments(X):
-    """Per-feature mean and sample standard deviation (n - 1) in float64, accumulated by chunks."""
-    n_samples, n_features = X.shape
-    mean = np.zeros(n_features)
-    for rows in sample_chunks(n_samples, n_features, 1):
-        mean += np.sum(X[rows], axis=0, dtype=np.float64)
-    mean /= n_samples
-    sum_sq = np.zeros(n_features)
-    for rows in sample_chunks(n_samples, n_features, 1):
-        centred = np.subtract(X[rows], mean, dtype=np.float64)
-        sum_sq += np.einsum("ij,ij->j", centred, centred)
+    """Per-feature mean and sample standard deviation (n - 1) in float64, accumulated by chunks.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` holds NaN or infinite values (found in the same pass).
+    """
+    raw = samples_of(X, None, np.float64, 1)
+    sums = raw.reduce(_sums)
+    n_samples = sums[-1]
+    mean = sums[:-1] / n_samples
+    if not np.all(np.isfinite(mean)):
+        raise ValueError("Input X contains NaN or infinity.")
     if n_samples < 2:
-        return mean, np.zeros(n_features)
+        return mean, np.zeros_like(mean)
+    sum_sq = raw.reduce(lambda rows, terms: _centred_sums_of_squares(rows, terms, mean))
     return mean, np.sqrt(sum_sq / (n_samples - 1))
 
 

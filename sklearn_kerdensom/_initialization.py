@@ -17,7 +17,7 @@ def random_memberships(n_samples, n_nodes, random_state):
     return memberships / memberships.sum(axis=1, keepdims=True)
 
 
-def from_memberships(X, frame, memberships, dtype, storage_dtype):
+def from_memberships(samples, memberships, storage_dtype):
     """Code vectors and width from initial memberships (Xmipp's ``updateV1`` and ``updateSigmaI``).
 
     The code vectors are the membership-weighted means (a node without weight
@@ -32,8 +32,8 @@ def from_memberships(X, frame, memberships, dtype, storage_dtype):
     code_vectors : ndarray of shape (n_nodes, n_features), float64, internal coordinates
     sigma : float
     """
-    n_samples, n_features = X.shape
-    statistics = weighted_statistics(X, frame, memberships, dtype)
+    n_samples, n_features = samples.shape
+    statistics = weighted_statistics(samples, memberships)
     safe_mass = np.where(statistics.mass > 0, statistics.mass, 1.0)
     code_vectors = statistics.weighted_sums / safe_mass[:, None]
     code_vectors = code_vectors.astype(storage_dtype).astype(np.float64)
@@ -41,7 +41,7 @@ def from_memberships(X, frame, memberships, dtype, storage_dtype):
     return code_vectors, max(sigma, 0.0)
 
 
-def pca_code_vectors(X, frame, n_columns, n_rows, topology, random_state, dtype):
+def pca_code_vectors(samples, n_columns, n_rows, topology, random_state):
     """Code vectors on a grid in the plane of the first two principal components.
 
     The longer side of the map follows the first component. Along each
@@ -52,11 +52,11 @@ def pca_code_vectors(X, frame, n_columns, n_rows, topology, random_state, dtype)
     -------
     code_vectors : ndarray of shape (n_nodes, n_features), float64, internal coordinates
     """
-    n_samples, n_features = X.shape
+    n_samples, n_features = samples.shape
     sample = np.arange(n_samples)
     if n_samples > _PCA_MAX_SAMPLES:
         sample = np.sort(random_state.choice(n_samples, _PCA_MAX_SAMPLES, replace=False))
-    internal = frame.to_internal(X[sample], dtype)
+    internal = samples.frame.to_internal(samples.take(sample), samples.dtype)
     positions = node_positions(n_columns, n_rows, topology)
     if n_rows > n_columns:
         positions = positions[:, ::-1]
@@ -76,9 +76,9 @@ def pca_code_vectors(X, frame, n_columns, n_rows, topology, random_state, dtype)
     return code_vectors
 
 
-def width_from_nearest(X, frame, code_vectors, kernel, objective, dtype):
+def width_from_nearest(samples, code_vectors, kernel, objective):
     """Width whose kernel variance is the mean squared distance to the nearest code vector per feature."""
-    n_samples, n_features = X.shape
-    _, min_sq_distances = nearest_nodes(X, frame, code_vectors, dtype)
+    n_samples, n_features = samples.shape
+    _, min_sq_distances = nearest_nodes(samples, code_vectors)
     variance = float(np.sum(min_sq_distances)) / (n_samples * n_features)
     return sigma_from_kernel_variance(variance, n_features, kernel, objective)

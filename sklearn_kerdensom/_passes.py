@@ -1,44 +1,21 @@
-"""Passes over the samples, chunk by chunk: distances, memberships, E-step statistics.
+"""What a pass computes on one chunk: distances, memberships, E-step statistics.
 
-Every pass reads the data in chunks of rows (:mod:`._chunks`), maps each chunk to
-the internal frame in the compute dtype (float32 stays float32), and does its
-work with two matrix products per chunk: ``chunk @ centers.T`` for the
-distances and ``weights.T @ chunk`` for the weighted sums. Squared norms, the
-distance expansion and every accumulation across chunks are float64, so a
-float32 product loses no more than its own rounding.
+Every function here works on one chunk of samples, already in internal
+coordinates and in the compute dtype, with its per-sample float64 distance
+terms (:func:`._samples.chunk_terms`); :mod:`._samples` runs them over all the
+chunks, in memory or as Dask tasks. Each chunk costs two matrix products,
+``chunk @ centers.T`` for the distances and ``weights.T @ chunk`` for the
+weighted sums; squared norms, the distance expansion and every accumulation
+across chunks are float64, so a float32 product loses no more than its own
+rounding.
 """
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
-from ._chunks import sample_chunks
 from ._kernels import em_weights, log_kernel_constant, log_kernel_shape
-
-
-def chunk_terms(chunk, centre):
-    """Per-sample float64 terms of the distance expansion: ``|x|^2`` and ``x.m``, shape (n_rows, 2)."""
-    wide = chunk.astype(np.float64, copy=False)
-    return np.column_stack([np.einsum("ij,ij->i", wide, wide), wide @ centre])
-
-
-def internal_chunks(X, frame, dtype, n_nodes, sample_terms=None):
-    """Yield ``(rows, chunk, terms)``: a slice of samples, those samples in internal coordinates and
-    their :func:`chunk_terms` (taken from ``sample_terms`` of shape (n_samples, 2) when given)."""
-    n_samples, n_features = X.shape
-    for rows in sample_chunks(n_samples, n_features, n_nodes):
-        chunk = frame.to_internal(X[rows], dtype)
-        terms = chunk_terms(chunk, frame.centre) if sample_terms is None else sample_terms[rows]
-        yield rows, chunk, terms
-
-
-def precomputed_sample_terms(X, frame, dtype):
-    """:func:`chunk_terms` of every sample, shape (n_samples, 2): computed once per fit, they spare
-    every iteration two float64 passes over the data."""
-    terms = np.empty((X.shape[0], 2))
-    for rows, _, chunk_terms_ in internal_chunks(X, frame, dtype, 1):
-        terms[rows] = chunk_terms_
-    return terms
 
 
 def _softmax(log_values):
@@ -95,7 +72,7 @@ def squared_distances(chunk, centers, terms):
 
 @dataclass
 class Statistics:
-    """Sufficient statistics of one pass, for weights ``W`` of shape (n_samples, n_nodes).
+    """Sufficient statistics of a pass, for weights ``W`` of shape (n_samples, n_nodes); they add up.
 
     Attributes
     ----------
@@ -109,7 +86,7 @@ class Statistics:
         ``sum_kc W[k, c] * |x_k - v_c|^2`` for the code vectors of the pass.
     log_likelihood : float
         Sum over samples of the log kernel density at the code vectors of the
-        pass (0 for passes with given weights).
+        pass, without its constant (0 for passes with given weights).
     """
 
     mass: np.ndarray
@@ -119,14 +96,22 @@ class Statistics:
     log_likelihood: float = 0.0
 
     @classmethod
-    def zeros(cls, n_nodes, n_features):
-        return cls(np.zeros(n_nodes), np.zeros((n_nodes, n_features)), np.zeros(n_nodes))
+    def of_weights(cls, weights, chunk, terms):
+        """Statistics of one chunk for weights already in the compute dtype."""
+        return cls(
+            mass=weights.sum(axis=0, dtype=np.float64),
+            weighted_sums=(weights.T @ chunk).astype(np.float64),
+            weighted_sq_norms=terms[:, 0] @ weights,
+        )
 
-    def add_weighted(self, weights, chunk, sample_sq_norms):
-        """Accumulate the weights of one chunk (already in the compute dtype)."""
-        self.mass += weights.sum(axis=0, dtype=np.float64)
-        self.weighted_sums += weights.T @ chunk
-        self.weighted_sq_norms += sample_sq_norms @ weights
+    def __add__(self, other):
+        return Statistics(
+            self.mass + other.mass,
+            self.weighted_sums + other.weighted_sums,
+            self.weighted_sq_norms + other.weighted_sq_norms,
+            self.weighted_sq_distance + other.weighted_sq_distance,
+            self.log_likelihood + other.log_likelihood,
+        )
 
     def weighted_sq_distance_to(self, centers):
         """``sum_kc W[k, c] * |x_k - centers_c|^2`` for other code vectors, from the statistics alone."""
@@ -141,61 +126,64 @@ def log_kernels(chunk, terms, centers, variance, kernel, df):
     return log_kernel_shape(sq_distances, variance, chunk.shape[1], kernel, df), sq_distances
 
 
-def e_step(X, frame, centers, variance, kernel, df, dtype, storage_dtype, sample_terms=None):
-    """Memberships of every sample and the statistics the M-step needs, in one pass.
+def chunk_statistics(chunk, terms, centers, variance, kernel, df, storage_dtype):
+    """E-step statistics of one chunk.
 
     The memberships are the posterior probabilities of the nodes (a log-space
     softmax, so no sample underflows whatever the dimension); the M-step weights
     are :func:`._kernels.em_weights`. The weights are rounded to
-    ``storage_dtype`` (Xmipp stores them in float32) and then to the compute
-    ``dtype`` for the weighted sums, while the weighted squared distance uses
-    them unrounded, as Xmipp does. ``sample_terms`` are
-    :func:`precomputed_sample_terms`, if available.
+    ``storage_dtype`` (Xmipp stores them in float32) and then to the chunk's
+    dtype for the weighted sums, while the weighted squared distance uses them
+    unrounded, as Xmipp does.
+    """
+    log_kernel, sq_distances = log_kernels(chunk, terms, centers, variance, kernel, df)
+    memberships, log_normalizer = _softmax(log_kernel)
+    weights = em_weights(memberships, sq_distances, variance, kernel, df)
+    rounded = weights.astype(storage_dtype).astype(chunk.dtype, copy=False)
+    statistics = Statistics.of_weights(rounded, chunk, terms)
+    statistics.weighted_sq_distance = float(np.einsum("ij,ij->", weights, sq_distances))
+    statistics.log_likelihood = float(np.sum(log_normalizer))
+    return statistics
+
+
+def e_step(samples, centers, variance, kernel, df, storage_dtype):
+    """Memberships of every sample and the statistics the M-step needs, in one pass.
+
+    Parameters
+    ----------
+    samples : ChunkedSamples
+    centers : ndarray of shape (n_nodes, n_features)
+        Code vectors, internal coordinates, float64.
 
     Returns
     -------
     statistics : Statistics
     """
-    n_samples, n_features = X.shape
-    n_nodes = centers.shape[0]
-    prepared = PreparedCenters.of(centers, frame.centre, dtype)
-    statistics = Statistics.zeros(n_nodes, n_features)
-    for _, chunk, terms in internal_chunks(X, frame, dtype, n_nodes, sample_terms):
-        log_kernel, sq_distances = log_kernels(chunk, terms, prepared, variance, kernel, df)
-        memberships, log_normalizer = _softmax(log_kernel)
-        weights = em_weights(memberships, sq_distances, variance, kernel, df)
-        statistics.weighted_sq_distance += float(np.einsum("ij,ij->", weights, sq_distances))
-        statistics.log_likelihood += float(np.sum(log_normalizer))
-        rounded = weights.astype(storage_dtype).astype(dtype, copy=False)
-        statistics.add_weighted(rounded, chunk, terms[:, 0])
+    n_samples, n_features = samples.shape
+    prepared = PreparedCenters.of(centers, samples.frame.centre, samples.dtype)
+    statistics = samples.reduce(
+        partial(
+            chunk_statistics,
+            centers=prepared,
+            variance=variance,
+            kernel=kernel,
+            df=df,
+            storage_dtype=storage_dtype,
+        )
+    )
     statistics.log_likelihood += n_samples * (
-        log_kernel_constant(variance, n_features, kernel, df) - np.log(n_nodes)
+        log_kernel_constant(variance, n_features, kernel, df) - np.log(len(centers))
     )
     return statistics
 
 
-def weighted_statistics(X, frame, weights, dtype):
+def _given_weights_statistics(chunk, terms, weights):
+    return Statistics.of_weights(np.asarray(weights, dtype=chunk.dtype), chunk, terms)
+
+
+def weighted_statistics(samples, weights):
     """Statistics for given weights of shape (n_samples, n_nodes), e.g. initial memberships."""
-    n_features = X.shape[1]
-    n_nodes = weights.shape[1]
-    statistics = Statistics.zeros(n_nodes, n_features)
-    for rows, chunk, terms in internal_chunks(X, frame, dtype, n_nodes):
-        statistics.add_weighted(np.asarray(weights[rows], dtype=dtype), chunk, terms[:, 0])
-    return statistics
-
-
-def per_sample(X, frame, centers, dtype, compute_rows, n_outputs=None):
-    """Run ``compute_rows(chunk, terms, prepared_centers)`` over chunks and stack the results.
-
-    ``n_outputs`` is the number of columns of the result (``None`` for a vector).
-    """
-    n_samples = X.shape[0]
-    prepared = PreparedCenters.of(centers, frame.centre, dtype)
-    shape = (n_samples,) if n_outputs is None else (n_samples, n_outputs)
-    result = np.empty(shape)
-    for rows, chunk, terms in internal_chunks(X, frame, dtype, prepared.n_nodes):
-        result[rows] = compute_rows(chunk, terms, prepared)
-    return result
+    return samples.reduce(_given_weights_statistics, per_sample=weights)
 
 
 def nearest_rows(chunk, terms, centers):
@@ -203,12 +191,6 @@ def nearest_rows(chunk, terms, centers):
     sq_distances = squared_distances(chunk, centers, terms)
     nearest = np.argmin(sq_distances, axis=1)
     return np.column_stack([nearest, sq_distances[np.arange(len(nearest)), nearest]])
-
-
-def nearest_nodes(X, frame, centers, dtype):
-    """Index of the nearest code vector of every sample, and the squared distance to it."""
-    nearest = per_sample(X, frame, centers, dtype, nearest_rows, 2)
-    return nearest[:, 0].astype(np.intp), nearest[:, 1]
 
 
 def membership_rows(chunk, terms, centers, variance, kernel, df):
@@ -232,3 +214,18 @@ def sq_distance_rows(chunk, terms, centers):
 def distance_rows(chunk, terms, centers):
     """Euclidean distances of one chunk to the code vectors, shape (n_rows, n_nodes)."""
     return np.sqrt(squared_distances(chunk, centers, terms))
+
+
+def per_sample(samples, centers, rows_function, n_outputs=None, **parameters):
+    """``rows_function(chunk, terms, prepared_centers, **parameters)`` for every sample.
+
+    Returns a float64 array of shape (n_samples[, n_outputs]); a lazy Dask array for Dask samples.
+    """
+    prepared = PreparedCenters.of(centers, samples.frame.centre, samples.dtype)
+    return samples.map_rows(partial(rows_function, centers=prepared, **parameters), n_outputs)
+
+
+def nearest_nodes(samples, centers):
+    """Index of the nearest code vector of every sample and the squared distance to it (NumPy arrays)."""
+    nearest = np.asarray(per_sample(samples, centers, nearest_rows, 2))
+    return nearest[:, 0].astype(np.intp), nearest[:, 1]

@@ -31,26 +31,23 @@ from ._passes import e_step
 
 @dataclass
 class Problem:
-    """What stays fixed during a fit: the data, their frame and the model's settings."""
+    """What stays fixed during a fit: the samples (with their frame and compute dtype) and the settings."""
 
-    X: np.ndarray
-    frame: object
+    samples: object
     smoothness: np.ndarray
     kernel: str
     df: float
     objective: str
-    dtype: np.dtype
     storage_dtype: np.dtype
     sigma_floor: float
-    sample_terms: np.ndarray | None = None
 
     @property
     def n_samples(self):
-        return self.X.shape[0]
+        return self.samples.shape[0]
 
     @property
     def n_features(self):
-        return self.X.shape[1]
+        return self.samples.shape[1]
 
     def variance(self, sigma):
         return kernel_variance(sigma, self.n_features, self.kernel, self.objective)
@@ -104,15 +101,12 @@ class StepTrace:
 def _expectation(problem, code_vectors, sigma, regularization, trace):
     """E-step pass; records the objective at the current state and returns the statistics and roughness."""
     statistics = e_step(
-        problem.X,
-        problem.frame,
+        problem.samples,
         code_vectors,
         problem.variance(sigma),
         problem.kernel,
         problem.df,
-        problem.dtype,
         problem.storage_dtype,
-        problem.sample_terms,
     )
     current_roughness = roughness(code_vectors, problem.smoothness)
     trace.objective.append(

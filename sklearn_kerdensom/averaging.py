@@ -1,5 +1,7 @@
 """Class averages and representatives: what a map of classes looks like."""
 
+from functools import partial
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context, clone
 from sklearn.pipeline import Pipeline
@@ -7,7 +9,25 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted
 
-from ._chunks import sample_chunks
+from ._samples import is_dask_array, samples_of
+
+
+def _class_sums(rows, terms, labels, n_classes):
+    """Per-class sums of the rows and their counts, shape (n_classes, n_pixels + 1)."""
+    if not np.all(np.isfinite(rows)):
+        raise ValueError("images contain NaN or infinite pixels.")
+    # A one-hot product sums every class of a chunk at once.
+    one_hot = np.zeros((len(rows), n_classes))
+    one_hot[np.arange(len(rows)), labels] = 1.0
+    return np.column_stack([one_hot.T @ rows, one_hot.sum(axis=0)])
+
+
+def _checked_images(images, name="images"):
+    """Images as float32/float64 arrays; memory maps and Dask arrays stay lazy (their values are
+    checked as they are read)."""
+    if is_dask_array(images):
+        return images if images.dtype in (np.float32, np.float64) else images.astype(np.float64)
+    return check_array(images, allow_nd=True, dtype=[np.float64, np.float32], input_name=name)
 
 
 def class_averages(images, labels, n_classes=None):
@@ -16,7 +36,8 @@ def class_averages(images, labels, n_classes=None):
     Parameters
     ----------
     images : array-like of shape (n_images, ...)
-        Full (unmasked) images, e.g. (n_images, height, width).
+        Full (unmasked) images, e.g. (n_images, height, width): a NumPy array,
+        a memory map or a Dask array chunked along images, read chunk by chunk.
     labels : array-like of int of shape (n_images,)
         Class of every image, ``0 .. n_classes - 1``.
     n_classes : int, default=None
@@ -29,22 +50,17 @@ def class_averages(images, labels, n_classes=None):
     counts : ndarray of shape (n_classes,)
         Images per class.
     """
-    images = check_array(images, allow_nd=True, dtype=[np.float64, np.float32], input_name="images")
+    images = _checked_images(images)
     labels = np.asarray(labels)
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be {len(images)} integers, one per image; got shape {labels.shape}.")
     n_classes = int(labels.max()) + 1 if n_classes is None else int(n_classes)
     if labels.min() < 0 or labels.max() >= n_classes:
         raise ValueError(f"labels must be in 0 .. {n_classes - 1}; got {labels.min()} .. {labels.max()}.")
-    flat = images.reshape(len(images), -1)
-    sums = np.zeros((n_classes, flat.shape[1]))
-    for rows in sample_chunks(len(flat), flat.shape[1], n_classes):
-        # A one-hot product sums every class of a chunk at once.
-        one_hot = np.zeros((rows.stop - rows.start, n_classes))
-        one_hot[np.arange(rows.stop - rows.start), labels[rows]] = 1.0
-        sums += one_hot.T @ flat[rows]
-    counts = np.bincount(labels, minlength=n_classes)
-    averages = sums / np.maximum(counts, 1)[:, None]
+    flat = samples_of(images.reshape(len(images), -1), None, np.float64, n_classes)
+    sums = flat.reduce(partial(_class_sums, n_classes=n_classes), per_sample=labels)
+    counts = sums[:, -1].astype(np.intp)
+    averages = sums[:, :-1] / np.maximum(counts, 1)[:, None]
     return averages.reshape(n_classes, *images.shape[1:]).astype(images.dtype), counts
 
 
@@ -153,7 +169,7 @@ class ClassAverager(ClusterMixin, BaseEstimator):
         -------
         self : ClassAverager
         """
-        images = check_array(X, allow_nd=True, dtype=[np.float64, np.float32], input_name="X")
+        images = _checked_images(X, "X")
         vectors = _estimator_input(self.estimator, images)
         self.estimator_ = clone(self.estimator).fit(vectors)
         clusterer = _final_step(self.estimator_)
@@ -173,8 +189,7 @@ class ClassAverager(ClusterMixin, BaseEstimator):
 
     def _delegate(self, method, X):
         check_is_fitted(self)
-        images = check_array(X, allow_nd=True, dtype=[np.float64, np.float32], input_name="X")
-        return getattr(self.estimator_, method)(_estimator_input(self.estimator_, images))
+        return getattr(self.estimator_, method)(_estimator_input(self.estimator_, _checked_images(X, "X")))
 
     def predict(self, X):
         """Class of each image (delegated to the fitted estimator)."""

@@ -1,7 +1,6 @@
 """The KerDenSOM estimator: a kernel-density self-organizing map."""
 
 import warnings
-from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -31,9 +30,10 @@ from ._passes import (
     log_density_rows,
     membership_rows,
     nearest_nodes,
+    nearest_rows,
     per_sample,
-    precomputed_sample_terms,
 )
+from ._samples import check_dask_samples, is_dask_array, samples_of
 from ._topology import TOPOLOGIES, node_positions, smoothness_matrix
 from ._training import Problem, anneal
 
@@ -222,21 +222,20 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         -------
         self : KerDenSOM
         """
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        X = self._validated_input(X, reset=True)
         schedule = regularization_schedule(self.reg_initial, self.reg_final, self.annealing_steps)
         random_state = check_random_state(self.random_state)
         dtype, storage_dtype = self._dtypes(X.dtype)
         frame = fit_frame(X, self.standardize)
+        samples = samples_of(X, frame, dtype, self.n_nodes).cache_terms()
         n_features = X.shape[1]
         variance_floor = _RELATIVE_VARIANCE_FLOOR * frame.mean_square
         problem = Problem(
-            X=X,
-            frame=frame,
+            samples=samples,
             smoothness=smoothness_matrix(self.n_columns, self.n_rows, self.topology),
             kernel=self.kernel,
             df=float(self.df),
             objective=self.objective,
-            dtype=dtype,
             storage_dtype=storage_dtype,
             sigma_floor=sigma_from_kernel_variance(
                 max(variance_floor, np.finfo(np.float64).tiny),
@@ -244,9 +243,8 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
                 self.kernel,
                 self.objective,
             ),
-            sample_terms=precomputed_sample_terms(X, frame, dtype),
         )
-        code_vectors, sigma = self._initialize(X, frame, random_state, dtype, storage_dtype)
+        code_vectors, sigma = self._initialize(samples, random_state, storage_dtype)
         code_vectors, sigma, traces = anneal(
             problem, code_vectors, sigma, schedule, self.max_iter, self.tol, self.verbose
         )
@@ -260,7 +258,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         self.converged_ = bool(self.annealing_history_[-1]["converged"])
         self.node_positions_ = node_positions(self.n_columns, self.n_rows, self.topology)
         self._n_features_out = self.n_nodes
-        self.labels_ = nearest_nodes(X, frame, code_vectors, dtype)[0]
+        self.labels_ = nearest_nodes(samples, code_vectors)[0]
         if not self.converged_:
             warnings.warn(
                 f"The last annealing step stopped at max_iter={self.max_iter} before the "
@@ -270,21 +268,19 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             )
         return self
 
-    def _initialize(self, X, frame, random_state, dtype, storage_dtype):
+    def _initialize(self, samples, random_state, storage_dtype):
         """Initial code vectors (internal coordinates, float64) and width."""
-        n_samples = X.shape[0]
+        n_samples = samples.shape[0]
         if isinstance(self.init, str) and self.init == "pca":
-            code_vectors = pca_code_vectors(
-                X, frame, self.n_columns, self.n_rows, self.topology, random_state, dtype
-            )
+            code_vectors = pca_code_vectors(samples, self.n_columns, self.n_rows, self.topology, random_state)
             code_vectors = code_vectors.astype(storage_dtype).astype(np.float64)
-            sigma = width_from_nearest(X, frame, code_vectors, self.kernel, self.objective, dtype)
+            sigma = width_from_nearest(samples, code_vectors, self.kernel, self.objective)
             return code_vectors, sigma
         if isinstance(self.init, str):
             memberships = random_memberships(n_samples, self.n_nodes, random_state)
         else:
             memberships = self._checked_init_memberships(n_samples)
-        return from_memberships(X, frame, memberships, dtype, storage_dtype)
+        return from_memberships(samples, memberships, storage_dtype)
 
     def _checked_init_memberships(self, n_samples):
         memberships = check_array(self.init, dtype=[np.float64, np.float32], input_name="init")
@@ -305,17 +301,33 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             )
         return memberships
 
-    def _validated(self, X):
+    def _validated_input(self, X, reset):
+        """``X`` checked for a fit (``reset``) or a prediction: NumPy arrays and memory maps through
+        scikit-learn's ``validate_data`` (no copy for float32/float64), Dask arrays kept lazy."""
+        if not is_dask_array(X):
+            return validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
+        X = check_dask_samples(X)
+        if reset:
+            self.n_features_in_ = X.shape[1]
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but KerDenSOM is expecting {self.n_features_in_} features "
+                "as input."
+            )
+        return X
+
+    def _samples(self, X):
+        """Fitted-state checks, and the samples of ``X`` in the fitted frame."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = self._validated_input(X, reset=False)
         dtype, _ = self._dtypes(X.dtype)
-        return X, dtype
+        return samples_of(X, self._frame, dtype, self.n_nodes), X.dtype
 
-    def _kernel_variance(self):
-        return kernel_variance(self.sigma_, self.n_features_in_, self.kernel, self.objective)
-
-    def _per_sample(self, X, dtype, rows_function, n_outputs=None):
-        return per_sample(X, self._frame, self._internal_centers, dtype, rows_function, n_outputs)
+    def _kernel_parameters(self):
+        variance = kernel_variance(self.sigma_, self.n_features_in_, self.kernel, self.objective)
+        return {"variance": variance, "kernel": self.kernel, "df": self.df}
 
     def predict(self, X):
         """Node of highest membership (the nearest code vector) of each sample.
@@ -323,14 +335,16 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            A NumPy array, a memory map, or a Dask array chunked along samples.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
-            Node indices in ``0 .. n_nodes - 1``.
+            Node indices in ``0 .. n_nodes - 1`` (a lazy Dask array for Dask input).
         """
-        X, dtype = self._validated(X)
-        return nearest_nodes(X, self._frame, self._internal_centers, dtype)[0]
+        samples, _ = self._samples(X)
+        nearest = per_sample(samples, self._internal_centers, nearest_rows, 2)
+        return nearest[:, 0].astype(np.intp)
 
     def predict_proba(self, X):
         """Memberships: posterior probability of every node for each sample.
@@ -344,14 +358,11 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         memberships : ndarray of shape (n_samples, n_nodes)
             Rows sum to 1; the dtype of ``X`` (float32 or float64).
         """
-        X, dtype = self._validated(X)
-        rows = partial(
-            membership_rows,
-            variance=self._kernel_variance(),
-            kernel=self.kernel,
-            df=self.df,
+        samples, dtype = self._samples(X)
+        memberships = per_sample(
+            samples, self._internal_centers, membership_rows, self.n_nodes, **self._kernel_parameters()
         )
-        return self._per_sample(X, dtype, rows, self.n_nodes).astype(X.dtype)
+        return memberships.astype(dtype)
 
     def transform(self, X):
         """Euclidean distance of each sample to every code vector.
@@ -367,8 +378,8 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         -------
         distances : ndarray of shape (n_samples, n_nodes)
         """
-        X, dtype = self._validated(X)
-        return self._per_sample(X, dtype, distance_rows, self.n_nodes).astype(X.dtype)
+        samples, dtype = self._samples(X)
+        return per_sample(samples, self._internal_centers, distance_rows, self.n_nodes).astype(dtype)
 
     def score_samples(self, X):
         """Log density of each sample under the fitted kernel density.
@@ -385,14 +396,11 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         -------
         log_density : ndarray of shape (n_samples,), float64
         """
-        X, dtype = self._validated(X)
-        rows = partial(
-            log_density_rows,
-            variance=self._kernel_variance(),
-            kernel=self.kernel,
-            df=self.df,
+        samples, _ = self._samples(X)
+        log_density = per_sample(
+            samples, self._internal_centers, log_density_rows, **self._kernel_parameters()
         )
-        return self._per_sample(X, dtype, rows) + self._frame.log_jacobian()
+        return log_density + self._frame.log_jacobian()
 
     def score(self, X, y=None):
         """Mean log density of ``X`` (higher is better), for model selection on held-out data.
@@ -406,7 +414,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         -------
         score : float
         """
-        return float(np.mean(self.score_samples(X)))
+        return float(np.asarray(self.score_samples(X).mean()))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

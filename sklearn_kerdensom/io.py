@@ -650,3 +650,46 @@ def write_class_averager(averager, out_dir, *, metadata=None, pixel_size=None, o
         pixel_size=pixel_size,
         overwrite=overwrite,
     )
+
+
+def _read_rows(path, start, stop):
+    with _open_mrc(path) as mrc:
+        data = mrc.data if mrc.data.ndim == 3 else mrc.data[np.newaxis]
+        return np.array(data[start:stop], dtype=np.float32)
+
+
+def dask_stack(path, *, images_per_chunk=1000):
+    """An MRC stack as a lazy Dask array chunked along images.
+
+    Each chunk is read by its own task, which opens the file memory-mapped and
+    reads just its images, so the array can be handed to a ``dask.distributed``
+    cluster whose workers see the same file system.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An MRC stack (``.mrcs``) or 2-D image.
+    images_per_chunk : int, default=1000
+
+    Returns
+    -------
+    images : dask.array.Array of shape (n_images, height, width), float32
+    """
+    import dask
+    import dask.array as da
+
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"MRC file not found: {path}")
+    if images_per_chunk < 1:
+        raise ValueError(f"images_per_chunk must be >= 1; got {images_per_chunk}.")
+    shape = read_stack(path).shape
+    blocks = [
+        da.from_delayed(
+            dask.delayed(_read_rows)(path, start, min(start + images_per_chunk, shape[0])),
+            shape=(min(start + images_per_chunk, shape[0]) - start, *shape[1:]),
+            dtype=np.float32,
+        )
+        for start in range(0, shape[0], images_per_chunk)
+    ]
+    return da.concatenate(blocks, axis=0)

@@ -1,9 +1,14 @@
 """Images to vectors of the pixels inside a mask, and back."""
 
+import tempfile
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._chunks import sample_chunks
+from ._samples import is_dask_array
 
 
 def circular_mask(shape, radius, soft_edge=0.0):
@@ -114,7 +119,19 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
         return shape
 
     def _validated(self, X, reset):
-        """Images as an array of float32 or float64; 2-D input also records feature names."""
+        """Images as an array of float32 or float64; 2-D input also records feature names.
+
+        Dask arrays stay lazy (their pixels are checked as blocks are computed);
+        memory maps are not copied.
+        """
+        if is_dask_array(X):
+            if X.ndim not in (2, 3):
+                raise ValueError(f"images must have shape (n, height, width) or (n, pixels); got {X.shape}.")
+            if any(len(chunks) != 1 for chunks in X.chunks[1:]):
+                raise ValueError(
+                    "the Dask array of images is chunked within images; chunk it along images only."
+                )
+            return X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
         images = check_array(X, allow_nd=True, dtype=[np.float64, np.float32], input_name="X")
         if images.ndim == 3:
             return images
@@ -162,7 +179,9 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
         Returns
         -------
         vectors : ndarray of shape (n_images, n_pixels_in_mask)
-            float32 for float32 images, else float64.
+            float32 for float32 images, else float64. A lazy Dask array for a
+            Dask array; for memory-mapped images, a memory map of a temporary
+            file, written chunk by chunk (memory stays bounded).
         """
         check_is_fitted(self)
         X = self._validated(X, reset=False)
@@ -171,14 +190,44 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"images have shape {tuple(shape)}, but the mask was fitted for {self.image_shape_}."
             )
-        flat = X.reshape(len(X), -1)
-        if flat.shape[1] != self.n_features_in_:
+        n_pixels = int(np.prod(X.shape[1:]))
+        if n_pixels != self.n_features_in_:
             raise ValueError(
-                f"images have {flat.shape[1]} pixels; MaskVectorizer was fitted for {self.n_features_in_}."
+                f"images have {n_pixels} pixels; MaskVectorizer was fitted for {self.n_features_in_}."
             )
-        vectors = flat[:, self.pixel_indices_]
+        if is_dask_array(X):
+            return X.map_blocks(
+                self._vectorize,
+                drop_axis=tuple(range(2, X.ndim)),
+                chunks=(X.chunks[0], (len(self.pixel_indices_),)),
+                dtype=X.dtype,
+            )
+        if isinstance(X, np.memmap) or isinstance(getattr(X, "base", None), np.memmap):
+            return self._vectorize_to_memmap(X)
+        return self._vectorize(X)
+
+    def _vectorize(self, images):
+        """Masked, weighted pixel vectors of in-memory images (any leading number of images)."""
+        images = np.asarray(images)
+        if not np.all(np.isfinite(images)):
+            raise ValueError("Input X contains NaN or infinity.")
+        vectors = images.reshape(len(images), -1)[:, self.pixel_indices_]
         if self._soft:
             vectors *= self.pixel_weights_.astype(vectors.dtype)
+        return vectors
+
+    def _vectorize_to_memmap(self, images):
+        """Vectors of memory-mapped images, written chunk by chunk to a temporary memory map, so that
+        neither the images nor the vectors are ever all in memory. The file is deleted when the
+        returned array is."""
+        vectors = np.memmap(
+            tempfile.TemporaryFile(prefix="kerdensom-vectors-"),
+            dtype=images.dtype,
+            mode="w+",
+            shape=(len(images), len(self.pixel_indices_)),
+        )
+        for rows in sample_chunks(len(images), self.n_features_in_, 1):
+            vectors[rows] = self._vectorize(images[rows])
         return vectors
 
     def inverse_transform(self, X):

@@ -5,17 +5,15 @@ where it needs them, samples ``X`` in the units the map was fitted on.
 """
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._passes import per_sample, sq_distance_rows
 from ._topology import adjacency_matrix
 
 
 def _distances_to_centers(som, X):
-    check_is_fitted(som)
-    X = validate_data(som, X, dtype=[np.float64, np.float32], reset=False)
-    dtype, _ = som._dtypes(X.dtype)
-    return per_sample(X, som._frame, som._internal_centers, dtype, sq_distance_rows, som.n_nodes)
+    samples, _ = som._samples(X)
+    return np.asarray(per_sample(samples, som._internal_centers, sq_distance_rows, som.n_nodes))
 
 
 def quantization_error(som, X):

@@ -1,0 +1,191 @@
+"""Where the samples live, and how a pass runs over them.
+
+A pass is a function of one chunk of samples (in internal coordinates, in the
+compute dtype) and of its per-sample distance terms. It either returns
+node-sized statistics that add up over chunks (:meth:`reduce`), or one row of
+results per sample (:meth:`map_rows`).
+
+* :class:`ChunkedSamples`: a NumPy array or a memory map (``np.memmap``,
+  ``mrcfile.mmap(...).data``), read chunk by chunk, so memory stays bounded by
+  the chunk size whatever the number of samples.
+* :class:`DaskSamples`: a ``dask.array`` chunked along samples. Every pass is
+  one Dask task per block, and only node-sized statistics travel back, so with
+  a ``dask.distributed`` client the work runs on the cluster's workers.
+"""
+
+from functools import reduce
+from itertools import pairwise
+
+import numpy as np
+
+from ._chunks import sample_chunks
+
+
+def is_dask_array(X):
+    """Whether ``X`` is a Dask array (without importing Dask)."""
+    return hasattr(X, "__dask_graph__") and hasattr(X, "chunks") and hasattr(X, "to_delayed")
+
+
+def chunk_terms(chunk, centre):
+    """Per-sample float64 terms of the distance expansion: ``|x|^2`` and ``x.m``, shape (n_rows, 2)."""
+    wide = chunk.astype(np.float64, copy=False)
+    return np.column_stack([np.einsum("ij,ij->i", wide, wide), wide @ centre])
+
+
+def _apply(function, raw_rows, frame, dtype, terms=None, extra=None):
+    """``function(chunk, terms[, extra])`` on raw rows mapped to internal coordinates.
+
+    ``frame=None`` passes the raw rows, without terms: for the passes that fit the frame itself.
+    """
+    if frame is None:
+        rows = np.asarray(raw_rows)
+        return function(rows, None) if extra is None else function(rows, None, extra)
+    chunk = frame.to_internal(raw_rows, dtype)
+    if terms is None:
+        terms = chunk_terms(chunk, frame.centre)
+    return function(chunk, terms) if extra is None else function(chunk, terms, extra)
+
+
+def _add(parts):
+    return reduce(lambda total, part: total + part, parts)
+
+
+class ChunkedSamples:
+    """Samples in an array or memory map, with their internal frame and compute dtype.
+
+    Parameters
+    ----------
+    X : ndarray or memmap of shape (n_samples, n_features)
+    frame : Frame or None
+        None: passes see the raw rows (and no terms).
+    dtype : dtype
+        Compute dtype of the chunks.
+    n_nodes : int
+        Sizes the chunks (see :func:`._chunks.sample_chunks`).
+    """
+
+    def __init__(self, X, frame, dtype, n_nodes):
+        self.X = X
+        self.frame = frame
+        self.dtype = np.dtype(dtype)
+        self.n_nodes = n_nodes
+        self.terms = None
+
+    @property
+    def shape(self):
+        return self.X.shape
+
+    def _slices(self):
+        return sample_chunks(self.shape[0], self.shape[1], self.n_nodes)
+
+    def cache_terms(self):
+        """Compute the per-sample distance terms once, for the many passes of a fit."""
+        self.terms = self.map_rows(lambda chunk, terms: terms, 2)
+        return self
+
+    def reduce(self, function, per_sample=None):
+        """Sum of ``function(chunk, terms[, per_sample rows])`` over all chunks.
+
+        ``per_sample`` is an optional array of shape (n_samples, ...) whose rows
+        go with their chunk.
+        """
+        return _add(
+            _apply(
+                function,
+                self.X[rows],
+                self.frame,
+                self.dtype,
+                None if self.terms is None else self.terms[rows],
+                None if per_sample is None else per_sample[rows],
+            )
+            for rows in self._slices()
+        )
+
+    def map_rows(self, function, n_outputs=None):
+        """``function(chunk, terms)`` of every chunk, stacked: float64 of shape (n_samples[, n_outputs])."""
+        shape = (self.shape[0],) if n_outputs is None else (self.shape[0], n_outputs)
+        result = np.empty(shape)
+        for rows in self._slices():
+            terms = None if self.terms is None else self.terms[rows]
+            result[rows] = _apply(function, self.X[rows], self.frame, self.dtype, terms)
+        return result
+
+    def take(self, indices):
+        """Raw rows ``indices`` (sorted) as a NumPy array."""
+        return np.asarray(self.X[indices])
+
+
+class DaskSamples(ChunkedSamples):
+    """Samples in a Dask array chunked along samples; every pass is one task per block."""
+
+    def _blocks(self):
+        return self.X.to_delayed().ravel()
+
+    def _row_slices(self):
+        bounds = np.cumsum((0, *self.X.chunks[0]))
+        return [slice(start, stop) for start, stop in pairwise(bounds)]
+
+    def cache_terms(self):
+        self.terms = self.map_rows(lambda chunk, terms: terms, 2).persist()
+        return self
+
+    def reduce(self, function, per_sample=None):
+        import dask
+
+        terms = [None] * len(self._row_slices()) if self.terms is None else self.terms.to_delayed().ravel()
+        extras = [None if per_sample is None else per_sample[rows] for rows in self._row_slices()]
+        parts = [
+            dask.delayed(_apply)(function, block, self.frame, self.dtype, block_terms, extra)
+            for block, block_terms, extra in zip(self._blocks(), terms, extras, strict=True)
+        ]
+        return dask.delayed(_add)(parts).compute()
+
+    def map_rows(self, function, n_outputs=None):
+        """A lazy Dask array of ``function(chunk, terms)`` rows, chunked like the samples.
+
+        Unlike a fit, whose first pass checks every value, predictions on a lazy array check each block
+        as they compute it.
+        """
+
+        def apply(block):
+            return _apply(function, _finite(block), self.frame, self.dtype)
+
+        if n_outputs is None:
+            return self.X.map_blocks(apply, drop_axis=1, dtype=np.float64)
+        return self.X.map_blocks(apply, chunks=(self.X.chunks[0], (n_outputs,)), dtype=np.float64)
+
+    def take(self, indices):
+        return np.asarray(self.X[indices].compute())
+
+
+def check_dask_samples(X):
+    """A Dask array of samples checked for what the passes need: 2-D, chunked along samples only,
+    float32 or float64 (other numeric types become float64). NaN and infinities are found by the
+    passes themselves, since checking them here would read the data once more."""
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-dimensional Dask array of samples; got shape {X.shape}.")
+    if len(X.chunks[1]) != 1:
+        raise ValueError(
+            f"the Dask array is chunked along features ({len(X.chunks[1])} chunks of columns); chunk it "
+            "along samples only, e.g. X.rechunk({1: -1})."
+        )
+    if X.shape[0] < 1:
+        raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
+    if X.dtype not in (np.float32, np.float64):
+        if not np.issubdtype(X.dtype, np.number):
+            raise ValueError(f"Dask array of dtype {X.dtype}; expected numbers.")
+        X = X.astype(np.float64)
+    return X
+
+
+def _finite(rows):
+    rows = np.asarray(rows)
+    if not np.all(np.isfinite(rows)):
+        raise ValueError("Input X contains NaN or infinity.")
+    return rows
+
+
+def samples_of(X, frame, dtype, n_nodes):
+    """The right :class:`ChunkedSamples` for ``X``."""
+    kind = DaskSamples if is_dask_array(X) else ChunkedSamples
+    return kind(X, frame, dtype, n_nodes)

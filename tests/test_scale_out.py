@@ -1,0 +1,175 @@
+"""Memory maps and Dask: the same fit wherever the samples live."""
+
+import warnings
+
+import mrcfile
+import numpy as np
+import pytest
+from sklearn.pipeline import make_pipeline
+
+from sklearn_kerdensom import ClassAverager, KerDenSOM, MaskVectorizer, circular_mask
+from sklearn_kerdensom.io import dask_stack, read_stack
+
+da = pytest.importorskip("dask.array")
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Four well-separated groups in 40 dimensions: distinct code vectors, so no label ties."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=4.0, size=(4, 40))
+    return np.concatenate([c + rng.normal(size=(150, 40)) for c in centres])
+
+
+def memmap_of(array, tmp_path):
+    path = tmp_path / "samples.dat"
+    writer = np.memmap(path, dtype=array.dtype, mode="w+", shape=array.shape)
+    writer[:] = array
+    writer.flush()
+    del writer
+    return np.memmap(path, dtype=array.dtype, mode="r", shape=array.shape)
+
+
+PARAMETERS = [
+    {"reg_initial": 10, "reg_final": 1},
+    {"reg_initial": 10, "reg_final": 1, "objective": "xmipp", "init": "random"},
+    {"reg_initial": 10, "reg_final": 1, "kernel": "student_t", "standardize": True, "topology": "hex"},
+]
+
+
+def fit(X, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return KerDenSOM(3, 2, random_state=0, **params).fit(X)
+
+
+def assert_same_fit(reference, other, X_reference, X_other):
+    np.testing.assert_allclose(other.cluster_centers_, reference.cluster_centers_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(other.labels_, reference.labels_)
+    assert [s["n_iter"] for s in other.annealing_history_] == [
+        s["n_iter"] for s in reference.annealing_history_
+    ]
+    np.testing.assert_array_equal(np.asarray(other.predict(X_other)), reference.predict(X_reference))
+    np.testing.assert_allclose(
+        np.asarray(other.predict_proba(X_other)), reference.predict_proba(X_reference), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.asarray(other.transform(X_other)), reference.transform(X_reference), rtol=1e-5
+    )
+    assert other.score(X_other) == pytest.approx(reference.score(X_reference), rel=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("params", PARAMETERS)
+def test_memory_map_gives_the_in_memory_fit(data, tmp_path, params, dtype):
+    X = data.astype(dtype)
+    mapped = memmap_of(X, tmp_path)
+    assert_same_fit(fit(X, **params), fit(mapped, **params), X, mapped)
+
+
+@pytest.mark.parametrize("params", PARAMETERS)
+def test_dask_gives_the_in_memory_fit(data, params):
+    lazy = da.from_array(data, chunks=(130, -1))
+    dask_fit = fit(lazy, **params)
+    assert_same_fit(fit(data, **params), dask_fit, data, lazy)
+    assert isinstance(dask_fit.predict(lazy), da.Array)
+
+
+def test_float32_dask_fit(data):
+    X = data.astype(np.float32)
+    assert_same_fit(fit(X, **PARAMETERS[0]), fit(da.from_array(X, chunks=(100, -1)), **PARAMETERS[0]), X, X)
+
+
+def test_initial_memberships_with_dask(data):
+    memberships = np.random.default_rng(3).dirichlet(np.ones(6), size=len(data))
+    params = {"objective": "xmipp", "init": memberships, "reg_initial": 10, "reg_final": 1}
+    assert_same_fit(fit(data, **params), fit(da.from_array(data, chunks=(200, -1)), **params), data, data)
+
+
+def test_dask_chunked_along_features_is_an_error(data):
+    with pytest.raises(ValueError, match="chunked along features"):
+        KerDenSOM(2, 2).fit(da.from_array(data, chunks=(100, 20)))
+    som = fit(data)
+    with pytest.raises(ValueError, match="chunked along features"):
+        som.predict(da.from_array(data, chunks=(100, 20)))
+
+
+def test_dask_with_nan_is_an_error(data):
+    bad = data.copy()
+    bad[5, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        KerDenSOM(2, 2).fit(da.from_array(bad, chunks=(100, -1)))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        fit(data).predict(da.from_array(bad, chunks=(100, -1))).compute()
+
+
+def test_dask_with_another_number_of_features(data):
+    som = fit(da.from_array(data, chunks=(100, -1)))
+    with pytest.raises(ValueError, match="X has 39 features, but KerDenSOM is expecting 40"):
+        som.predict(da.from_array(data[:, :39], chunks=(100, -1)))
+    with pytest.raises(ValueError, match="X has 39 features"):
+        som.predict(data[:, :39])
+
+
+@pytest.fixture(scope="module")
+def images():
+    from sklearn_kerdensom.datasets import make_adk_states
+
+    return make_adk_states(60, snr=0.2, binning=2, random_state=0).images
+
+
+def averager():
+    return ClassAverager(
+        make_pipeline(
+            MaskVectorizer(circular_mask((32, 32), 12)),
+            KerDenSOM(3, 3, reg_initial=10, reg_final=1, random_state=0),
+        )
+    )
+
+
+def assert_same_classes(reference, other):
+    np.testing.assert_array_equal(other.labels_, reference.labels_)
+    np.testing.assert_array_equal(other.counts_, reference.counts_)
+    np.testing.assert_allclose(other.averages_, reference.averages_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(other.representatives_, reference.representatives_, rtol=1e-5, atol=1e-6)
+
+
+def test_pipeline_on_memory_mapped_stack(images, tmp_path):
+    path = tmp_path / "stack.mrcs"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(images)
+    stack = read_stack(path)
+    assert isinstance(stack, np.memmap)
+    vectorizer = MaskVectorizer(circular_mask((32, 32), 12)).fit(stack)
+    vectors = vectorizer.transform(stack)
+    assert isinstance(vectors, np.memmap)  # written chunk by chunk to a temporary file
+    np.testing.assert_array_equal(vectors, vectorizer.transform(images))
+    assert_same_classes(averager().fit(images), averager().fit(stack))
+
+
+def test_pipeline_on_dask_stack(images, tmp_path):
+    path = tmp_path / "stack.mrcs"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(images)
+    lazy = dask_stack(path, images_per_chunk=50)
+    assert lazy.chunks[0] == (50, 50, 50, 30)
+    np.testing.assert_array_equal(lazy.compute(), images)
+    fitted = averager().fit(lazy)
+    assert_same_classes(averager().fit(images), fitted)
+    np.testing.assert_array_equal(np.asarray(fitted.predict(lazy)), fitted.labels_)
+
+
+def test_on_a_local_cluster(data, images):
+    """Fit, predict and score on 2 worker processes; only node-sized statistics travel back."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        lazy = da.from_array(data, chunks=(150, -1)).persist()
+        params = PARAMETERS[0]
+        assert_same_fit(fit(data, **params), fit(lazy, **params), data, lazy)
+        lazy_images = da.from_array(images, chunks=(45, 32, 32)).persist()
+        assert_same_classes(averager().fit(images), averager().fit(lazy_images))
