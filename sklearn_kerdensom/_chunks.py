@@ -3,19 +3,21 @@
 from sklearn import get_config
 from sklearn.utils import gen_batches
 
-# Matrix products on a few thousand rows already run at the BLAS peak, and a
-# bounded chunk keeps the working copy small however much working_memory allows.
+# Matrix products on a few hundred rows already run at the BLAS peak, and a
+# bounded chunk keeps the working copies small however much working_memory allows.
 MAX_CHUNK_ROWS = 2048
+MAX_CHUNK_BYTES = 16 * 2**20
 
 
 def chunk_rows(n_features, n_nodes):
-    """Rows per chunk within scikit-learn's ``working_memory`` (MiB) and :data:`MAX_CHUNK_ROWS`.
+    """Rows per chunk within scikit-learn's ``working_memory`` (MiB), :data:`MAX_CHUNK_BYTES` and
+    :data:`MAX_CHUNK_ROWS`.
 
     A chunk holds a float64 working copy of its rows and a few float64
     ``(rows, n_nodes)`` arrays (distances, log kernels, memberships, weights).
     """
     row_bytes = 8 * (n_features + 4 * n_nodes)
-    budget_rows = int(get_config()["working_memory"] * 2**20 // row_bytes)
+    budget_rows = int(min(get_config()["working_memory"] * 2**20, MAX_CHUNK_BYTES) // row_bytes)
     return max(1, min(budget_rows, MAX_CHUNK_ROWS))
 
 

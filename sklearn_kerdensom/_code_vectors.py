@@ -39,7 +39,8 @@ def single_threaded_blas():
 
 def roughness(code_vectors, smoothness):
     """``trace(V.T @ P @ V)``: the smoothness penalty before its regularization weight."""
-    return float(np.einsum("ij,ij->", smoothness @ code_vectors, code_vectors))
+    with single_threaded_blas():
+        return float(np.einsum("ij,ij->", smoothness @ code_vectors, code_vectors))
 
 
 def _system(mass, weighted_sums, code_vectors, smoothness, regularization):

@@ -8,7 +8,7 @@ from ._passes import nearest_nodes, weighted_statistics
 from ._topology import node_positions
 
 # PCA on a subsample is plenty to place the initial map and bounds its memory.
-_PCA_MAX_SAMPLES = 5000
+_PCA_MAX_SAMPLES = 1000
 
 
 def random_memberships(n_samples, n_nodes, random_state):
@@ -69,7 +69,8 @@ def pca_code_vectors(samples, n_columns, n_rows, topology, random_state):
     if n_components < 1 or not np.any(np.ptp(internal, axis=0)):
         # One distinct sample: no direction to spread the map along.
         return code_vectors
-    pca = PCA(n_components=n_components, random_state=random_state).fit(internal)
+    # The subsample is a private copy (taken by fancy indexing): PCA may centre it in place.
+    pca = PCA(n_components=n_components, copy=False, random_state=random_state).fit(internal)
     for axis in range(n_components):
         std = np.sqrt(max(pca.explained_variance_[axis], 0.0))
         code_vectors += np.outer(grid[:, axis] * np.sqrt(3.0) * std, pca.components_[axis])

@@ -146,15 +146,30 @@ def simulate_particles(
     if snr <= 0:
         raise ValueError(f"snr must be > 0; got {snr}.")
     random_state = check_random_state(random_state)
-    projections = np.asarray(projections, dtype=np.float64)
+    projections = np.asarray(projections)
     defocus = random_state.uniform(*defocus_range, size=len(projections))
-    transfer = np.stack([ctf(projections.shape[1:], pixel_size, value) for value in defocus])
-    signal = np.fft.ifft2(np.fft.fft2(projections) * transfer).real
-    noise_sd = np.sqrt(signal.var(axis=(1, 2)).mean() / snr)
-    images = signal + random_state.normal(scale=noise_sd, size=signal.shape)
-    if phase_flip:
-        images = np.fft.ifft2(np.fft.fft2(images) * np.sign(transfer)).real
-    return images.astype(np.float32), defocus
+    # Batches keep the complex FFT stacks small whatever the number of particles.
+    batches = [slice(start, start + 500) for start in range(0, len(projections), 500)]
+    signal = np.empty(projections.shape, dtype=np.float32)
+    for rows in batches:
+        modulated = np.fft.ifft2(
+            np.fft.fft2(projections[rows]) * _transfer(projections, pixel_size, defocus[rows])
+        )
+        signal[rows] = modulated.real
+    noise_sd = np.sqrt(signal.var(axis=(1, 2), dtype=np.float64).mean() / snr)
+    images = signal
+    for rows in batches:
+        noisy = images[rows] + random_state.normal(scale=noise_sd, size=images[rows].shape)
+        if phase_flip:
+            flips = np.sign(_transfer(projections, pixel_size, defocus[rows]))
+            noisy = np.fft.ifft2(np.fft.fft2(noisy) * flips).real
+        images[rows] = noisy
+    return images, defocus
+
+
+def _transfer(projections, pixel_size, defocus):
+    """CTFs of a batch of particles, shape (n, height, width)."""
+    return np.stack([ctf(projections.shape[1:], pixel_size, value) for value in defocus])
 
 
 def make_adk_states(n_per_state=200, *, snr=0.1, binning=1, phase_flip=True, random_state=None):

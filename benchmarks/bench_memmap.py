@@ -1,0 +1,156 @@
+"""Out-of-core fit from a memory-mapped stack: peak anonymous memory and seconds per iteration.
+
+Writes a large float32 MRC stack (default 200 000 images of 64 x 64 = 3.3 GB) to
+a temporary directory, then, each in a child process:
+
+* fits ``KerDenSOM(7, 7)`` on the memory-mapped stack (flattened, no copy),
+  sampling the process's ``RssAnon`` every 20 ms (pages of the mapped file are
+  page cache, not memory the process holds) and reading ``VmHWM`` at the end;
+* fits the same map in memory on a subset (default 20 000 images).
+
+Seconds per inner iteration are taken from two fits with different
+``max_iter`` (``tol=0`` so no step stops early), so initialization passes
+cancel out. Prints a table and writes ``results/bench_memmap.json``.
+
+    python benchmarks/bench_memmap.py            # 200 000 images (needs ~3.3 GB of disk)
+    python benchmarks/bench_memmap.py --quick    # 20 000 images
+"""
+
+import argparse
+import json
+import multiprocessing
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+SIZE = 64
+
+
+def _status_kib(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _write_stack(path, n_images, seed=0):
+    import mrcfile
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(8, SIZE * SIZE)).astype(np.float32)
+    with mrcfile.new_mmap(path, shape=(n_images, SIZE, SIZE), mrc_mode=2) as mrc:
+        for start in range(0, n_images, 10_000):
+            stop = min(start + 10_000, n_images)
+            labels = rng.integers(0, len(centres), stop - start)
+            block = centres[labels] + rng.normal(size=(stop - start, SIZE * SIZE)).astype(np.float32)
+            mrc.data[start:stop] = block.reshape(-1, SIZE, SIZE)
+        mrc.set_image_stack()
+
+
+def _fit_child(path, n_images, max_iter, in_memory, queue):
+    """Runs in a fresh process: fit and report timings and memory."""
+    import warnings
+
+    from sklearn_kerdensom import KerDenSOM
+    from sklearn_kerdensom.io import read_stack
+
+    stack = read_stack(path)[:n_images]
+    X = stack.reshape(len(stack), -1)  # a view of the memory map: nothing read yet
+    if in_memory:
+        X = np.array(X)
+    baseline = _status_kib("RssAnon")
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _status_kib("RssAnon"))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        som = KerDenSOM(7, 7, annealing_steps=1, max_iter=max_iter, tol=0.0, random_state=0).fit(X)
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    queue.put(
+        {
+            "seconds": seconds,
+            "n_iter": som.n_iter_,
+            "rss_anon_before_fit_mb": baseline / 1024,
+            "peak_rss_anon_mb": max(peak[0], _status_kib("RssAnon")) / 1024,
+            "vm_hwm_mb": _status_kib("VmHWM") / 1024,
+        }
+    )
+
+
+def _run(path, n_images, max_iter, in_memory):
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_fit_child, args=(path, n_images, max_iter, in_memory, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def _per_iteration(path, n_images, in_memory, iterations):
+    # A first run brings the file into the page cache, so that both timed runs read it from memory.
+    _run(path, n_images, iterations[0], in_memory)
+    short = _run(path, n_images, iterations[0], in_memory)
+    long = _run(path, n_images, iterations[1], in_memory)
+    seconds = (long["seconds"] - short["seconds"]) / (long["n_iter"] - short["n_iter"])
+    return seconds, long
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--images", type=int, default=None)
+    parser.add_argument("--subset", type=int, default=20_000)
+    args = parser.parse_args()
+    n_images = args.images or (20_000 if args.quick else 200_000)
+    subset = min(args.subset, n_images)
+    iterations = (2, 12)
+    data_mb = n_images * SIZE * SIZE * 4 / 2**20
+
+    with tempfile.TemporaryDirectory(prefix="kerdensom-bench-") as directory:
+        path = Path(directory) / "stack.mrcs"
+        start = time.perf_counter()
+        _write_stack(path, n_images)
+        print(f"wrote {n_images} images ({data_mb:.0f} MB) in {time.perf_counter() - start:.0f} s")
+        mapped_seconds, mapped = _per_iteration(path, n_images, False, iterations)
+        memory_seconds, in_memory = _per_iteration(path, subset, True, iterations)
+
+    per_image_ratio = (mapped_seconds / n_images) / (memory_seconds / subset)
+    rows = [
+        ("images (memory-mapped fit)", n_images),
+        ("float32 data, MB", round(data_mb)),
+        ("peak RssAnon of the memory-mapped fit, MB", round(mapped["peak_rss_anon_mb"])),
+        ("  of which before the fit (interpreter, libraries), MB", round(mapped["rss_anon_before_fit_mb"])),
+        ("VmHWM (includes mapped file pages), MB", round(mapped["vm_hwm_mb"])),
+        ("seconds per iteration, memory-mapped", round(mapped_seconds, 3)),
+        (f"seconds per iteration, in memory ({subset} images)", round(memory_seconds, 3)),
+        ("per-image time, memory-mapped / in memory", round(per_image_ratio, 2)),
+        ("peak RssAnon of the in-memory fit, MB", round(in_memory["peak_rss_anon_mb"])),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    RESULTS.mkdir(exist_ok=True)
+    output = RESULTS / ("bench_memmap_quick.json" if args.quick else "bench_memmap.json")
+    output.write_text(
+        json.dumps({"memory_mapped": mapped, "in_memory": in_memory, "table": dict(rows)}, indent=2)
+    )
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
