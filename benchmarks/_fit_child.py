@@ -20,12 +20,11 @@ import tracemalloc
 import warnings
 
 import numpy as np
-
 import sklearn  # noqa: F401  (imported in every mode, so the baselines match)
+from _common import proc_status_kib, reset_peak_rss
+
 import sklearn_kerdensom
 from sklearn_kerdensom import KerDenSOM, estimator
-
-from _common import proc_status_kib, reset_peak_rss
 
 MB = 1e6
 # Names looked up in sklearn_kerdensom.estimator (module functions) and methods of

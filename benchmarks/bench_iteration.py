@@ -33,11 +33,10 @@ import argparse
 import time
 import warnings
 
+import _common
 import numpy as np
 
-import _common
-from sklearn_kerdensom import KerDenSOM
-from sklearn_kerdensom import _training
+from sklearn_kerdensom import KerDenSOM, _training
 
 K_COLUMNS, K_ROWS = 7, 7
 K = K_COLUMNS * K_ROWS

@@ -33,10 +33,10 @@ import argparse
 import time
 import warnings
 
+import _common
 import numpy as np
 from sklearn.cluster import KMeans
 
-import _common
 from sklearn_kerdensom import KerDenSOM
 
 K_COLUMNS, K_ROWS = 7, 7
