@@ -215,7 +215,9 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         ----------
         X : array-like of shape (n_samples, n_features)
             Training vectors (e.g. masked, aligned particle images). float32 and
-            float64 are kept; other numeric types are converted to float64.
+            float64 are kept; other numeric types are converted to float64. A
+            memory map is read chunk by chunk; a Dask array chunked along
+            samples is fitted with one Dask task per block and iteration.
         y : Ignored
 
         Returns
