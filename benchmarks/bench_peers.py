@@ -211,26 +211,25 @@ def main():
         subset = X[:n_sub]
         som = MiniSom(K_COLUMNS, K_ROWS, X.shape[1], sigma=1.0, learning_rate=0.5, random_seed=0)
         som.random_weights_init(X)
-        seconds, _ = quiet(lambda: som.train_batch(subset, n_sub))
-        rows.append(
-            {
-                "method": f"MiniSom train_batch (N single-sample updates; {n_sub} timed)",
-                "seconds_per_pass": seconds * n_samples / n_sub,
-                "timed_samples": n_sub,
-                "seconds": seconds,
-            }
-        )
-        print(f"  {rows[-1]['method']}: {rows[-1]['seconds_per_pass']:.3f} s/pass", flush=True)
-        seconds, _ = quiet(lambda: som.train_batch_offline(subset, 1))
-        rows.append(
-            {
-                "method": f"MiniSom train_batch_offline (1 batch iteration; {n_sub} timed)",
-                "seconds_per_pass": seconds * n_samples / n_sub,
-                "timed_samples": n_sub,
-                "seconds": seconds,
-            }
-        )
-        print(f"  {rows[-1]['method']}: {rows[-1]['seconds_per_pass']:.3f} s/pass", flush=True)
+        trainings = {
+            f"MiniSom train_batch (N single-sample updates; {n_sub} timed)": lambda: som.train_batch(
+                subset, n_sub
+            ),
+            f"MiniSom train_batch_offline (1 batch iteration; {n_sub} timed)": lambda: (
+                som.train_batch_offline(subset, 1)
+            ),
+        }
+        for method, train in trainings.items():
+            seconds, _ = quiet(train)
+            rows.append(
+                {
+                    "method": method,
+                    "seconds_per_pass": seconds * n_samples / n_sub,
+                    "timed_samples": n_sub,
+                    "seconds": seconds,
+                }
+            )
+            print(f"  {method}: {rows[-1]['seconds_per_pass']:.3f} s/pass", flush=True)
         del minisom
 
     if args.full_fit:

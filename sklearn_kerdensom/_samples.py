@@ -13,7 +13,7 @@ results per sample (:meth:`map_rows`).
   a ``dask.distributed`` client the work runs on the cluster's workers.
 """
 
-from functools import reduce
+from functools import partial, reduce
 from itertools import pairwise
 
 import numpy as np
@@ -44,6 +44,11 @@ def _apply(function, raw_rows, frame, dtype, terms=None, extra=None):
     if terms is None:
         terms = chunk_terms(chunk, frame.centre)
     return function(chunk, terms) if extra is None else function(chunk, terms, extra)
+
+
+def _apply_checked(function, raw_rows, frame, dtype, terms=None, extra=None):
+    """:func:`_apply` on rows of lazy data, whose values nothing checked before they were read."""
+    return _apply(function, checked_finite(raw_rows), frame, dtype, terms, extra)
 
 
 def _add(parts):
@@ -116,7 +121,11 @@ class ChunkedSamples:
 
 
 class DaskSamples(ChunkedSamples):
-    """Samples in a Dask array chunked along samples; every pass is one task per block."""
+    """Samples in a Dask array chunked along samples; every pass is one task per block.
+
+    Blocks are checked for NaN and infinities as each pass reads them: no pass reads the whole array
+    before the fit starts.
+    """
 
     def _blocks(self):
         return self.X.to_delayed().ravel()
@@ -135,20 +144,14 @@ class DaskSamples(ChunkedSamples):
         terms = [None] * len(self._row_slices()) if self.terms is None else self.terms.to_delayed().ravel()
         extras = [None if per_sample is None else per_sample[rows] for rows in self._row_slices()]
         parts = [
-            dask.delayed(_apply)(function, block, self.frame, self.dtype, block_terms, extra)
+            dask.delayed(_apply_checked)(function, block, self.frame, self.dtype, block_terms, extra)
             for block, block_terms, extra in zip(self._blocks(), terms, extras, strict=True)
         ]
         return dask.delayed(_add)(parts).compute()
 
     def map_rows(self, function, n_outputs=None):
-        """A lazy Dask array of ``function(chunk, terms)`` rows, chunked like the samples.
-
-        Unlike a fit, whose first pass checks every value, predictions on a lazy array check each block
-        as they compute it.
-        """
-
-        def apply(block):
-            return _apply(function, _finite(block), self.frame, self.dtype)
+        """A lazy Dask array of ``function(chunk, terms)`` rows, chunked like the samples."""
+        apply = partial(_apply_checked, function, frame=self.frame, dtype=self.dtype)
 
         if n_outputs is None:
             return self.X.map_blocks(apply, drop_axis=1, dtype=np.float64)
@@ -161,7 +164,7 @@ class DaskSamples(ChunkedSamples):
 def check_dask_samples(X):
     """A Dask array of samples checked for what the passes need: 2-D, chunked along samples only,
     float32 or float64 (other numeric types become float64). NaN and infinities are found by the
-    passes themselves, since checking them here would read the data once more."""
+    passes themselves (:class:`DaskSamples`), since checking them here would read the data once more."""
     if X.ndim != 2:
         raise ValueError(f"Expected a 2-dimensional Dask array of samples; got shape {X.shape}.")
     if len(X.chunks[1]) != 1:
@@ -178,7 +181,8 @@ def check_dask_samples(X):
     return X
 
 
-def _finite(rows):
+def checked_finite(rows):
+    """``rows`` as an array, or a ValueError if they hold NaN or infinities."""
     rows = np.asarray(rows)
     if not np.all(np.isfinite(rows)):
         raise ValueError("Input X contains NaN or infinity.")

@@ -14,8 +14,6 @@ from ._samples import is_dask_array, samples_of
 
 def _class_sums(rows, terms, labels, n_classes):
     """Per-class sums of the rows and their counts, shape (n_classes, n_pixels + 1)."""
-    if not np.all(np.isfinite(rows)):
-        raise ValueError("images contain NaN or infinite pixels.")
     # A one-hot product sums every class of a chunk at once.
     one_hot = np.zeros((len(rows), n_classes))
     one_hot[np.arange(len(rows)), labels] = 1.0

@@ -8,7 +8,7 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._chunks import sample_chunks
-from ._samples import is_dask_array
+from ._samples import checked_finite, is_dask_array
 
 
 def circular_mask(shape, radius, soft_edge=0.0):
@@ -197,7 +197,7 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
             )
         if is_dask_array(X):
             return X.map_blocks(
-                self._vectorize,
+                lambda block: self._vectorize(checked_finite(block)),
                 drop_axis=tuple(range(2, X.ndim)),
                 chunks=(X.chunks[0], (len(self.pixel_indices_),)),
                 dtype=X.dtype,
@@ -207,10 +207,8 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
         return self._vectorize(X)
 
     def _vectorize(self, images):
-        """Masked, weighted pixel vectors of in-memory images (any leading number of images)."""
+        """Masked, weighted pixel vectors of images already checked to be finite."""
         images = np.asarray(images)
-        if not np.all(np.isfinite(images)):
-            raise ValueError("Input X contains NaN or infinity.")
         vectors = images.reshape(len(images), -1)[:, self.pixel_indices_]
         if self._soft:
             vectors *= self.pixel_weights_.astype(vectors.dtype)

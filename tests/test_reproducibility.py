@@ -24,12 +24,6 @@ def test_random_state_matters_for_random_init(blobs):
     assert not np.array_equal(first.cluster_centers_, second.cluster_centers_)
 
 
-def test_random_state_instance_is_used_not_modified_by_clone(blobs):
-    rng = np.random.RandomState(0)
-    som = KerDenSOM(3, 3, init="random", random_state=rng)
-    assert clone(som).random_state is not None
-
-
 @pytest.mark.parametrize(
     "round_trip",
     [
