@@ -130,8 +130,12 @@ def averager():
 def assert_same_classes(reference, other):
     np.testing.assert_array_equal(other.labels_, reference.labels_)
     np.testing.assert_array_equal(other.counts_, reference.counts_)
-    np.testing.assert_allclose(other.averages_, reference.averages_, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(other.representatives_, reference.representatives_, rtol=1e-5, atol=1e-6)
+    # float32 images: absolute agreement is relative to the images' scale (float32 rounding of the
+    # weighted sums is ~1e-7 of it), as for the Xmipp fixtures' code vectors.
+    for name in ("averages_", "representatives_"):
+        expected = getattr(reference, name)
+        atol = 1e-6 * np.abs(expected).max()
+        np.testing.assert_allclose(getattr(other, name), expected, rtol=1e-5, atol=atol, err_msg=name)
 
 
 def test_pipeline_on_memory_mapped_stack(images, tmp_path):
