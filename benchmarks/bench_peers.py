@@ -18,6 +18,11 @@ data, all measured in this one run:
   ``--minisom-samples`` samples (2000) and scaled to N. MiniSom keeps float64
   weights (float32 data are upcast in every operation). Skipped when minisom
   is not installed (pip install minisom).
+* The floors, with numpy on the same data: one ``X @ V.T`` (what a Lloyd
+  iteration costs at least: its distances) and ``X @ V.T`` plus ``W.T @ X``
+  (what an exact KerDenSOM iteration costs at least: distances and the
+  membership-weighted sums, 2 x 2NKD flops), each over the whole array and over
+  2048-row chunks, best of several.
 * With --full-fit, also a default KerDenSOM fit end to end, per pass: wall time
   / (n_iter_ + its 5 other passes: 2 frame moments, sample terms, initial
   width, final labels).
@@ -119,6 +124,38 @@ def kmeans_passes(X, seeds, n_iter, repeats):
     return times
 
 
+def product_floors(X, repeats):
+    """Best seconds of one ``X @ V.T`` and of it plus ``W.T @ X``, whole and in 2048-row chunks."""
+    rng = np.random.default_rng(0)
+    V = X[rng.choice(len(X), K, replace=False)].copy()
+    W = rng.dirichlet(np.ones(K), size=len(X)).astype(X.dtype)
+    chunks = [slice(start, start + 2048) for start in range(0, len(X), 2048)]
+
+    def distances(parts):
+        for part in parts:
+            X[part] @ V.T
+
+    def both(parts):
+        for part in parts:
+            X[part] @ V.T
+            W[part].T @ X[part]
+
+    whole = [slice(None)]
+    floors = {
+        "numpy X @ V.T (one product, whole array)": lambda: distances(whole),
+        "numpy X @ V.T (one product, 2048-row chunks)": lambda: distances(chunks),
+        "numpy X @ V.T + W.T @ X (two products, whole array)": lambda: both(whole),
+        "numpy X @ V.T + W.T @ X (two products, 2048-row chunks)": lambda: both(chunks),
+    }
+    rows = []
+    for method, function in floors.items():
+        function()
+        times = _common.repeat_times(function, repeats)
+        rows.append({"method": method, "seconds_per_pass": min(times), "times": times})
+        print(f"  {method}: {min(times):.3f} s", flush=True)
+    return rows
+
+
 def full_fit_row(X, quick):
     full_seconds, full = quiet(
         lambda: KerDenSOM(K_COLUMNS, K_ROWS, random_state=0, max_iter=20 if quick else 200).fit(X)
@@ -195,6 +232,8 @@ def main():
     )
     print(f"  {rows[-1]['method']}: {min(times):.3f} s/pass (median {np.median(times):.3f})", flush=True)
 
+    rows += product_floors(X, 3 if args.quick else 8)
+
     try:
         import minisom
         from minisom import MiniSom
@@ -237,15 +276,19 @@ def main():
         print(f"  {rows[-1]['method']}: {rows[-1]['seconds_per_pass']:.3f} s/pass", flush=True)
 
     ours = rows[0]["seconds_per_pass"]
+    kmeans = next(r["seconds_per_pass"] for r in rows if r["method"].startswith("sklearn KMeans"))
     print()
     _common.table(
-        ["method", "s/pass", "x KerDenSOM likelihood"],
-        [[r["method"], r["seconds_per_pass"], r["seconds_per_pass"] / ours] for r in rows],
-        {1: ".3f", 2: ".2f"},
+        ["method", "s/pass", "x KerDenSOM likelihood", "x KMeans"],
+        [
+            [r["method"], r["seconds_per_pass"], r["seconds_per_pass"] / ours, r["seconds_per_pass"] / kmeans]
+            for r in rows
+        ],
+        {1: ".3f", 2: ".2f", 3: ".2f"},
     )
     print(
-        "x KerDenSOM likelihood: seconds per pass relative to the KerDenSOM likelihood inner iteration "
-        "(> 1: slower than ours)."
+        "x KerDenSOM likelihood / x KMeans: seconds per pass relative to the KerDenSOM likelihood inner "
+        "iteration / to a KMeans Lloyd iteration (> 1: slower)."
     )
     name = "bench_peers_quick" if args.quick else "bench_peers"
     _common.write_json(

@@ -95,7 +95,8 @@ def flush_subnormals(weights):
     (1.2e-38 in float32) a weight changes no sum it enters by more than the
     product's own rounding.
     """
-    return np.where(np.abs(weights) < np.finfo(weights.dtype).tiny, 0, weights).astype(weights.dtype)
+    subnormal = np.abs(weights) < np.finfo(weights.dtype).tiny
+    return np.where(subnormal, 0, weights).astype(weights.dtype, copy=False)
 
 
 @dataclass
