@@ -80,8 +80,15 @@ class ChunkedSamples:
     def shape(self):
         return self.X.shape
 
+    def _copies_rows(self):
+        """Whether a pass works on a float64 copy of each chunk: raw rows (the frame's own passes),
+        rows converted to internal coordinates or the compute dtype, or terms computed per chunk."""
+        if self.frame is None or self.terms is None or self.frame.offset is not None:
+            return True
+        return self.X.dtype != self.dtype
+
     def _slices(self):
-        return sample_chunks(self.shape[0], self.shape[1], self.n_nodes)
+        return sample_chunks(self.shape[0], self.shape[1], self.n_nodes, self._copies_rows())
 
     def cache_terms(self):
         """Compute the per-sample distance terms once, for the many passes of a fit."""

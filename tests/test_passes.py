@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from sklearn_kerdensom import _chunks as chunks
 from sklearn_kerdensom._frame import fit_frame
 from sklearn_kerdensom._passes import Statistics, flush_subnormals, nearest_nodes
 from sklearn_kerdensom._samples import ChunkedSamples, chunk_terms
@@ -59,3 +60,18 @@ def test_statistics_of_subnormal_weights_match_float64():
     exact = weights.astype(np.float64).T @ chunk.astype(np.float64)
     np.testing.assert_allclose(statistics.weighted_sums, exact, rtol=1e-5, atol=1e-6 * np.abs(exact).max())
     np.testing.assert_allclose(statistics.mass, weights.sum(axis=0, dtype=np.float64), rtol=1e-6, atol=1e-37)
+
+
+def test_chunks_are_small_where_a_pass_copies_them():
+    """Only a pass over rows already in the compute dtype, with cached terms, skips the float64 copy
+    that bounds the chunk size."""
+    X = np.random.default_rng(3).normal(size=(5000, 2048)).astype(np.float32)
+    plain = fit_frame(X, standardize=False)
+    standardized = fit_frame(X, standardize=True)
+    assert not ChunkedSamples(X, plain, np.float32, 49).cache_terms()._copies_rows()
+    assert ChunkedSamples(X, plain, np.float32, 49)._copies_rows()  # terms computed per chunk
+    assert ChunkedSamples(X, plain, np.float64, 49).cache_terms()._copies_rows()  # float32 -> float64
+    assert ChunkedSamples(X, standardized, np.float32, 49).cache_terms()._copies_rows()
+    assert ChunkedSamples(X, None, np.float64, 1)._copies_rows()
+    rows = [s.stop - s.start for s in ChunkedSamples(X, plain, np.float32, 49)._slices()]
+    assert max(rows) * 8 * 2048 <= chunks.MAX_CHUNK_BYTES
