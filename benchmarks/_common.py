@@ -4,6 +4,7 @@ Not part of the package; the scripts import it as a sibling module
 (``python benchmarks/bench_*.py`` puts this folder on ``sys.path``).
 """
 
+import contextlib
 import json
 import os
 import platform
@@ -103,6 +104,33 @@ def timed(function, *args, **kwargs):
     start = time.perf_counter()
     result = function(*args, **kwargs)
     return time.perf_counter() - start, result
+
+
+@contextlib.contextmanager
+def iteration_times():
+    """Wall time of every inner iteration of the fits made inside the block: a list, filled as they
+    run, by a timer around the iteration functions of ``sklearn_kerdensom._training``; the init
+    passes, the PCA and the final labels are not counted."""
+    from sklearn_kerdensom import _training
+
+    table = _training._ITERATIONS
+    originals = dict(table)
+    times = []
+
+    def timer(iteration):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            result = iteration(*args, **kwargs)
+            times.append(time.perf_counter() - start)
+            return result
+
+        return timed
+
+    table.update({objective: timer(iteration) for objective, iteration in originals.items()})
+    try:
+        yield times
+    finally:
+        table.update(originals)
 
 
 def repeat_times(function, repeats):

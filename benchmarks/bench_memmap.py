@@ -8,9 +8,12 @@ a temporary directory, then, each in a child process:
   page cache, not memory the process holds) and reading ``VmHWM`` at the end;
 * fits the same map in memory on a subset (default 20 000 images).
 
-Seconds per inner iteration are taken from two fits with different
-``max_iter`` (``tol=0`` so no step stops early), so initialization passes
-cancel out. Prints a table and writes ``results/bench_memmap.json``.
+Seconds per inner iteration are timed inside each fit (a timer around the
+iteration function; ``tol=0`` so no step stops early), after a first fit that
+brings the file into the page cache: the best and the median iteration.
+(Differencing two fits with different ``max_iter`` gave negative or
+impossibly small times on a shared 2-core machine.) Prints a table and writes
+``results/bench_memmap.json``.
 
     python benchmarks/bench_memmap.py            # 200 000 images (needs ~3.3 GB of disk)
     python benchmarks/bench_memmap.py --quick    # 20 000 images
@@ -55,6 +58,8 @@ def _fit_child(path, n_images, max_iter, in_memory, queue):
     """Runs in a fresh process: fit and report timings and memory."""
     import warnings
 
+    import _common
+
     from sklearn_kerdensom import KerDenSOM
     from sklearn_kerdensom.io import read_stack
 
@@ -74,7 +79,7 @@ def _fit_child(path, n_images, max_iter, in_memory, queue):
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _common.iteration_times() as iteration_seconds:
         warnings.simplefilter("ignore")
         som = KerDenSOM(7, 7, annealing_steps=1, max_iter=max_iter, tol=0.0, random_state=0).fit(X)
     seconds = time.perf_counter() - start
@@ -84,6 +89,7 @@ def _fit_child(path, n_images, max_iter, in_memory, queue):
         {
             "seconds": seconds,
             "n_iter": som.n_iter_,
+            "iteration_seconds": iteration_seconds,
             "rss_anon_before_fit_mb": baseline / 1024,
             "peak_rss_anon_mb": max(peak[0], _status_kib("RssAnon")) / 1024,
             "vm_hwm_mb": _status_kib("VmHWM") / 1024,
@@ -101,13 +107,13 @@ def _run(path, n_images, max_iter, in_memory):
     return result
 
 
-def _per_iteration(path, n_images, in_memory, iterations):
-    # A first run brings the file into the page cache, so that both timed runs read it from memory.
-    _run(path, n_images, iterations[0], in_memory)
-    short = _run(path, n_images, iterations[0], in_memory)
-    long = _run(path, n_images, iterations[1], in_memory)
-    seconds = (long["seconds"] - short["seconds"]) / (long["n_iter"] - short["n_iter"])
-    return seconds, long
+def _per_iteration(path, n_images, in_memory, max_iter):
+    """Best and median seconds per inner iteration of a fit, and the fit's report."""
+    # A first run brings the file into the page cache, so that the timed run reads it from memory.
+    _run(path, n_images, 2, in_memory)
+    report = _run(path, n_images, max_iter, in_memory)
+    times = report["iteration_seconds"]
+    return min(times), float(np.median(times)), report
 
 
 def main():
@@ -118,7 +124,7 @@ def main():
     args = parser.parse_args()
     n_images = args.images or (20_000 if args.quick else 200_000)
     subset = min(args.subset, n_images)
-    iterations = (2, 12)
+    max_iter = 12
     data_mb = n_images * SIZE * SIZE * 4 / 2**20
 
     with tempfile.TemporaryDirectory(prefix="kerdensom-bench-") as directory:
@@ -126,19 +132,22 @@ def main():
         start = time.perf_counter()
         _write_stack(path, n_images)
         print(f"wrote {n_images} images ({data_mb:.0f} MB) in {time.perf_counter() - start:.0f} s")
-        mapped_seconds, mapped = _per_iteration(path, n_images, False, iterations)
-        memory_seconds, in_memory = _per_iteration(path, subset, True, iterations)
+        mapped_best, mapped_median, mapped = _per_iteration(path, n_images, False, max_iter)
+        memory_best, memory_median, in_memory = _per_iteration(path, subset, True, max_iter)
 
-    per_image_ratio = (mapped_seconds / n_images) / (memory_seconds / subset)
+    per_image_ratio = (mapped_median / n_images) / (memory_median / subset)
     rows = [
         ("images (memory-mapped fit)", n_images),
         ("float32 data, MB", round(data_mb)),
         ("peak RssAnon of the memory-mapped fit, MB", round(mapped["peak_rss_anon_mb"])),
         ("  of which before the fit (interpreter, libraries), MB", round(mapped["rss_anon_before_fit_mb"])),
         ("VmHWM (includes mapped file pages), MB", round(mapped["vm_hwm_mb"])),
-        ("seconds per iteration, memory-mapped", round(mapped_seconds, 3)),
-        (f"seconds per iteration, in memory ({subset} images)", round(memory_seconds, 3)),
-        ("per-image time, memory-mapped / in memory", round(per_image_ratio, 2)),
+        ("seconds per iteration, memory-mapped (best / median)", f"{mapped_best:.3f} / {mapped_median:.3f}"),
+        (
+            f"seconds per iteration, in memory, {subset} images (best / median)",
+            f"{memory_best:.3f} / {memory_median:.3f}",
+        ),
+        ("per-image time, memory-mapped / in memory (medians)", round(per_image_ratio, 2)),
         ("peak RssAnon of the in-memory fit, MB", round(in_memory["peak_rss_anon_mb"])),
     ]
     width = max(len(name) for name, _ in rows)

@@ -81,21 +81,8 @@ class PassTimer:
 
 def kerdensom_passes(X, objective, n_iter, repeats):
     """Wall time of every inner iteration (one pass) of real fits, timed inside the fit."""
-    from sklearn_kerdensom import _training
-
-    times = []
-    for _ in range(repeats):
-        table = _training._ITERATIONS
-        original = table[objective]
-
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            result = original(*args, **kwargs)
-            times.append(time.perf_counter() - start)
-            return result
-
-        table[objective] = timed
-        try:
+    with _common.iteration_times() as times:
+        for _ in range(repeats):
             quiet(
                 lambda: KerDenSOM(
                     K_COLUMNS,
@@ -107,8 +94,6 @@ def kerdensom_passes(X, objective, n_iter, repeats):
                     random_state=0,
                 ).fit(X)
             )
-        finally:
-            table[objective] = original
     return times
 
 

@@ -28,11 +28,11 @@ def test_equal_code_vectors_are_ties_won_by_the_lowest_index(dtype):
 
 
 def test_distinct_code_vectors_are_not_ties():
-    """The tie band is rounding-sized: a code vector nearer by 1e-4 of the distance still wins."""
+    """The tie band is rounding-sized: a code vector nearer by 1e-4 of the squared distance wins."""
     rng = np.random.default_rng(1)
     X = rng.normal(size=(30, 400)).astype(np.float32)
     code_vectors = np.tile(X.mean(axis=0, dtype=np.float64), (4, 1))
-    code_vectors[3] += 1e-3 * (X[0] - code_vectors[3])
+    code_vectors[3] += 5e-5 * (X[0] - code_vectors[3])
     labels, sq_distances = nearest_nodes(samples(X[:1], np.float32), code_vectors)
     assert labels[0] == 3
     np.testing.assert_allclose(sq_distances[0], np.sum((X[0] - code_vectors[3]) ** 2), rtol=1e-5)
