@@ -51,21 +51,11 @@ class PhaseTimers:
         self.seconds = dict.fromkeys(self.names, 0.0)
         self.calls = dict.fromkeys(self.names, 0)
         self.sweeps = 0
-        self.iterations = []  # wall time of every inner iteration
         self._originals = {}
-        self._iterations = dict(getattr(_training, "_ITERATIONS", {}))
+        self._iteration_timer = _common.iteration_times()
 
     def __enter__(self):
-        table = getattr(_training, "_ITERATIONS", None)
-        for objective, original in self._iterations.items():
-
-            def timed_iteration(*args, _original=original, **kwargs):
-                start = time.perf_counter()
-                result = _original(*args, **kwargs)
-                self.iterations.append(time.perf_counter() - start)
-                return result
-
-            table[objective] = timed_iteration
+        self.iterations = self._iteration_timer.__enter__()  # wall time of every inner iteration
         for name in self.names:
             original = getattr(_training, name, None)
             if original is None:
@@ -87,8 +77,7 @@ class PhaseTimers:
     def __exit__(self, *exc):
         for name, original in self._originals.items():
             setattr(_training, name, original)
-        if self._iterations:
-            _training._ITERATIONS.update(self._iterations)
+        self._iteration_timer.__exit__(*exc)
 
     def per_call(self, name):
         return self.seconds[name] / self.calls[name] if self.calls[name] else float("nan")
