@@ -77,10 +77,10 @@ def squared_distances(chunk, centers, terms):
     terms : ndarray of shape (n_rows, 2)
         The rows' :func:`chunk_terms`.
     """
-    cross = (chunk @ centers.shifted.T).astype(np.float64)
-    cross += terms[:, 1:2]
-    sq_distances = terms[:, 0:1] + centers.sq_norms[None, :]
-    sq_distances -= 2.0 * cross
+    sq_distances = (chunk @ centers.shifted.T).astype(np.float64)
+    sq_distances *= -2.0
+    sq_distances += (terms[:, 0] - 2.0 * terms[:, 1])[:, None]
+    sq_distances += centers.sq_norms
     np.maximum(sq_distances, 0.0, out=sq_distances)
     return sq_distances
 
@@ -95,8 +95,9 @@ def flush_subnormals(weights):
     (1.2e-38 in float32) a weight changes no sum it enters by more than the
     product's own rounding.
     """
-    subnormal = np.abs(weights) < np.finfo(weights.dtype).tiny
-    return np.where(subnormal, 0, weights).astype(weights.dtype, copy=False)
+    flushed = weights.copy()
+    np.copyto(flushed, 0, where=np.abs(weights) < np.finfo(weights.dtype).tiny)
+    return flushed
 
 
 @dataclass
@@ -169,7 +170,7 @@ def chunk_statistics(chunk, terms, centers, variance, kernel, df, storage_dtype)
     log_kernel, sq_distances = log_kernels(chunk, terms, centers, variance, kernel, df)
     memberships, log_normalizer = _softmax(log_kernel)
     weights = em_weights(memberships, sq_distances, variance, kernel, df)
-    rounded = weights.astype(storage_dtype).astype(chunk.dtype, copy=False)
+    rounded = weights.astype(storage_dtype, copy=False).astype(chunk.dtype, copy=False)
     statistics = Statistics.of_weights(rounded, chunk, terms)
     statistics.weighted_sq_distance = float(np.einsum("ij,ij->", weights, sq_distances))
     statistics.log_likelihood = float(np.sum(log_normalizer))
