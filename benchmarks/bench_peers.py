@@ -22,7 +22,9 @@ data, all measured in this one run:
   iteration costs at least: its distances) and ``X @ V.T`` plus ``W.T @ X``
   (what an exact KerDenSOM iteration costs at least: distances and the
   membership-weighted sums, 2 x 2NKD flops), each over the whole array and over
-  2048-row chunks, best of several.
+  2048-row chunks, best of several; and a gather of every row within its chunk
+  (``np.take``, no product), the least that an approximate E-step working on a
+  few candidate nodes per sample (rows grouped by node) pays in numpy.
 * With --full-fit, also a default KerDenSOM fit end to end, per pass: wall time
   / (n_iter_ + its 5 other passes: 2 frame moments, sample terms, initial
   width, final labels).
@@ -110,7 +112,8 @@ def kmeans_passes(X, seeds, n_iter, repeats):
 
 
 def product_floors(X, repeats):
-    """Best seconds of one ``X @ V.T`` and of it plus ``W.T @ X``, whole and in 2048-row chunks."""
+    """Best seconds of one ``X @ V.T`` and of it plus ``W.T @ X``, whole and in 2048-row chunks, and of a
+    row gather within each chunk."""
     rng = np.random.default_rng(0)
     V = X[rng.choice(len(X), K, replace=False)].copy()
     W = rng.dirichlet(np.ones(K), size=len(X)).astype(X.dtype)
@@ -125,12 +128,22 @@ def product_floors(X, repeats):
             X[part] @ V.T
             W[part].T @ X[part]
 
+    # Rows reordered within each chunk (by nearest node, say) before any product: what an E-step that
+    # works on a few candidate nodes per sample pays at least with numpy and BLAS alone.
+    orders = [rng.permutation(len(X[part])) for part in chunks]
+    reordered = np.empty((len(orders[0]), X.shape[1]), X.dtype)
+
+    def gather(parts):
+        for part, order in zip(parts, orders, strict=True):
+            np.take(X[part], order, axis=0, out=reordered[: len(order)])
+
     whole = [slice(None)]
     floors = {
         "numpy X @ V.T (one product, whole array)": lambda: distances(whole),
         "numpy X @ V.T (one product, 2048-row chunks)": lambda: distances(chunks),
         "numpy X @ V.T + W.T @ X (two products, whole array)": lambda: both(whole),
         "numpy X @ V.T + W.T @ X (two products, 2048-row chunks)": lambda: both(chunks),
+        "numpy row gather (np.take within 2048-row chunks, no product)": lambda: gather(chunks),
     }
     rows = []
     for method, function in floors.items():
