@@ -168,6 +168,21 @@ def proc_status_kib(field, pid="self"):
     return None
 
 
+def write_mrc_stack(path, n_images, size=64, seed=0):
+    """A float32 MRC stack of ``n_images`` noisy copies of 8 random images, written block by block."""
+    import mrcfile
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(8, size * size)).astype(np.float32)
+    with mrcfile.new_mmap(path, shape=(n_images, size, size), mrc_mode=2) as mrc:
+        for start in range(0, n_images, 10_000):
+            stop = min(start + 10_000, n_images)
+            labels = rng.integers(0, len(centres), stop - start)
+            block = centres[labels] + rng.normal(size=(stop - start, size * size)).astype(np.float32)
+            mrc.data[start:stop] = block.reshape(-1, size, size)
+        mrc.set_image_stack()
+
+
 def reset_peak_rss():
     """Reset VmHWM to the current RSS (Linux >= 4.0: ``echo 5 > /proc/self/clear_refs``)."""
     try:

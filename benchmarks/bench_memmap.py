@@ -27,38 +27,16 @@ import threading
 import time
 from pathlib import Path
 
+import _common
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
 SIZE = 64
 
 
-def _status_kib(field):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _write_stack(path, n_images, seed=0):
-    import mrcfile
-
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(8, SIZE * SIZE)).astype(np.float32)
-    with mrcfile.new_mmap(path, shape=(n_images, SIZE, SIZE), mrc_mode=2) as mrc:
-        for start in range(0, n_images, 10_000):
-            stop = min(start + 10_000, n_images)
-            labels = rng.integers(0, len(centres), stop - start)
-            block = centres[labels] + rng.normal(size=(stop - start, SIZE * SIZE)).astype(np.float32)
-            mrc.data[start:stop] = block.reshape(-1, SIZE, SIZE)
-        mrc.set_image_stack()
-
-
 def _fit_child(path, n_images, max_iter, in_memory, queue):
     """Runs in a fresh process: fit and report timings and memory."""
     import warnings
-
-    import _common
 
     from sklearn_kerdensom import KerDenSOM
     from sklearn_kerdensom.io import read_stack
@@ -67,13 +45,13 @@ def _fit_child(path, n_images, max_iter, in_memory, queue):
     X = stack.reshape(len(stack), -1)  # a view of the memory map: nothing read yet
     if in_memory:
         X = np.array(X)
-    baseline = _status_kib("RssAnon")
+    baseline = _common.proc_status_kib("RssAnon")
     peak = [baseline]
     done = threading.Event()
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], _status_kib("RssAnon"))
+            peak[0] = max(peak[0], _common.proc_status_kib("RssAnon"))
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -91,8 +69,8 @@ def _fit_child(path, n_images, max_iter, in_memory, queue):
             "n_iter": som.n_iter_,
             "iteration_seconds": iteration_seconds,
             "rss_anon_before_fit_mb": baseline / 1024,
-            "peak_rss_anon_mb": max(peak[0], _status_kib("RssAnon")) / 1024,
-            "vm_hwm_mb": _status_kib("VmHWM") / 1024,
+            "peak_rss_anon_mb": max(peak[0], _common.proc_status_kib("RssAnon")) / 1024,
+            "vm_hwm_mb": _common.proc_status_kib("VmHWM") / 1024,
         }
     )
 
@@ -130,7 +108,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="kerdensom-bench-") as directory:
         path = Path(directory) / "stack.mrcs"
         start = time.perf_counter()
-        _write_stack(path, n_images)
+        _common.write_mrc_stack(path, n_images, SIZE)
         print(f"wrote {n_images} images ({data_mb:.0f} MB) in {time.perf_counter() - start:.0f} s")
         mapped_best, mapped_median, mapped = _per_iteration(path, n_images, False, max_iter)
         memory_best, memory_median, in_memory = _per_iteration(path, subset, True, max_iter)

@@ -25,7 +25,10 @@ The resampling is a cubic B-spline with periodic borders, as Xmipp's
 copied without interpolation.
 """
 
+from itertools import pairwise
+
 import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
 from scipy import ndimage
 
 
@@ -60,7 +63,51 @@ def _index_transform(shift, psi_degrees, mirror, centre):
     return matrix, offset
 
 
-def apply_alignment(images, shifts, psi, mirror=None):
+def _alignment_parameters(n_images, shifts, psi, mirror):
+    """Checked per-image ``(shifts, psi, mirror)``."""
+    shifts = _per_image(shifts, n_images, (2,), "shifts")
+    psi = _per_image(psi, n_images, (), "psi")
+    mirror = np.zeros(n_images, dtype=bool) if mirror is None else np.asarray(mirror, dtype=bool)
+    if mirror.shape != (n_images,):
+        raise ValueError(f"mirror must have shape ({n_images},); got {mirror.shape}.")
+    return shifts, psi, mirror
+
+
+def _align_block(images, rows, shifts, psi, mirror, out):
+    centre = np.array(images.shape[1:], dtype=np.float64) // 2
+    for index in range(rows.start, rows.stop):
+        if not shifts[index].any() and psi[index] % 360 == 0 and not mirror[index]:
+            out[index] = images[index]
+            continue
+        matrix, offset = _index_transform(shifts[index], psi[index], mirror[index], centre)
+        out[index] = ndimage.affine_transform(
+            images[index].astype(np.float64),
+            matrix,
+            offset=offset,
+            order=3,
+            mode="grid-wrap",
+        )
+
+
+def _align_into(images, shifts, psi, mirror, out, n_jobs=None):
+    """Write the aligned ``images`` into ``out``, which may be ``images`` itself (in place).
+
+    Parameters are checked by the caller (:func:`_alignment_parameters`). Each
+    image is read whole before its own slot of ``out`` is written, so aligning
+    in place is exact. Blocks of images run on ``n_jobs`` threads (joblib's
+    convention): SciPy's resampling releases the GIL.
+    """
+    n_images = len(images)
+    n_blocks = max(1, min(n_images, 4 * effective_n_jobs(n_jobs)))
+    bounds = np.linspace(0, n_images, n_blocks + 1).astype(int)
+    blocks = [slice(start, stop) for start, stop in pairwise(bounds) if stop > start]
+    Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(_align_block)(images, rows, shifts, psi, mirror, out) for rows in blocks
+    )
+    return out
+
+
+def apply_alignment(images, shifts, psi, mirror=None, *, n_jobs=None):
     """Bring particle images to the common frame: centred, in-plane angle 0.
 
     Parameters
@@ -73,6 +120,10 @@ def apply_alignment(images, shifts, psi, mirror=None):
         In-plane angle in degrees, with the meaning of ``rlnAnglePsi``.
     mirror : array-like of bool of shape (n_images,), default=None
         Images of the mirrored particle (Xmipp's ``flip``).
+    n_jobs : int, default=None
+        Threads resampling the images (joblib's convention: None is 1 unless in
+        a ``joblib.parallel_config`` context, -1 is all processors). The result
+        does not depend on it.
 
     Returns
     -------
@@ -80,25 +131,6 @@ def apply_alignment(images, shifts, psi, mirror=None):
         float32 for float32 input, else float64. The input is not modified.
     """
     images = _check_images(images)
-    n_images = images.shape[0]
-    shifts = _per_image(shifts, n_images, (2,), "shifts")
-    psi = _per_image(psi, n_images, (), "psi")
-    mirror = np.zeros(n_images, dtype=bool) if mirror is None else np.asarray(mirror, dtype=bool)
-    if mirror.shape != (n_images,):
-        raise ValueError(f"mirror must have shape ({n_images},); got {mirror.shape}.")
+    shifts, psi, mirror = _alignment_parameters(images.shape[0], shifts, psi, mirror)
     dtype = np.float32 if images.dtype == np.float32 else np.float64
-    centre = np.array(images.shape[1:], dtype=np.float64) // 2
-    aligned = np.empty(images.shape, dtype=dtype)
-    for index in range(n_images):
-        if not shifts[index].any() and psi[index] % 360 == 0 and not mirror[index]:
-            aligned[index] = images[index]
-            continue
-        matrix, offset = _index_transform(shifts[index], psi[index], mirror[index], centre)
-        aligned[index] = ndimage.affine_transform(
-            images[index].astype(np.float64),
-            matrix,
-            offset=offset,
-            order=3,
-            mode="grid-wrap",
-        )
-    return aligned
+    return _align_into(images, shifts, psi, mirror, np.empty(images.shape, dtype=dtype), n_jobs)

@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,26 @@ def _positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _n_jobs(text):
+    value = int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be a number of threads, or negative (-1: all processors)")
+    return value
+
+
+@contextmanager
+def _temporary_files_in(directory):
+    """Temporary files (the masked vectors of memory-mapped images) go to ``directory`` while active."""
+    if directory is None:
+        yield
+        return
+    previous, tempfile.tempdir = tempfile.tempdir, str(directory)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
 
 
 def _add_map_options(parser):
@@ -85,6 +106,15 @@ def _parser():
     classify.add_argument("--image-root", type=Path, help="where to find stacks that have moved")
     classify.add_argument("--pixel-size", type=float, help="pixel size in Å, overriding the file's")
     classify.add_argument("--no-align", action="store_true", help="use the images without alignment")
+    classify.add_argument(
+        "--scratch",
+        type=Path,
+        help="directory for temporary files that hold the aligned images and their masked vectors instead "
+        "of memory (for particle sets larger than memory; deleted at the end)",
+    )
+    classify.add_argument(
+        "--jobs", type=_n_jobs, default=-1, help="threads that align the images (default: -1, all processors)"
+    )
     _add_map_options(classify)
     _add_output_options(classify)
 
@@ -227,11 +257,21 @@ def _write_outputs(averager, summary, args, *, metadata=None, pixel_size=None, f
 def _classify(args):
     som = _estimator(args)
     _check_output(args.out, args.overwrite)
+    with _temporary_files_in(args.scratch):
+        _classify_particles(args, som)
+
+
+def _classify_particles(args, som):
     from .io import load_particles
 
     start = time.perf_counter()
     particles = load_particles(
-        args.star, image_root=args.image_root, align=not args.no_align, pixel_size=args.pixel_size
+        args.star,
+        image_root=args.image_root,
+        align=not args.no_align,
+        pixel_size=args.pixel_size,
+        scratch_dir=args.scratch,
+        n_jobs=args.jobs,
     )
     read_s = time.perf_counter() - start
     _say(args, f"read {len(particles.images)} particles from {args.star} in {read_s:.1f}s")

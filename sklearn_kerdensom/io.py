@@ -9,6 +9,7 @@ written.
 """
 
 import math
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import pandas as pd
 import starfile
 from sklearn.utils import Bunch
 
-from .alignment import apply_alignment
+from ._chunks import sample_chunks
+from .alignment import _align_into, _alignment_parameters
 
 IMAGE_COLUMN = "rlnImageName"
 OPTICS_GROUP_COLUMN = "rlnOpticsGroup"
@@ -41,7 +43,7 @@ OUTPUT_FILES = {
 # --------------------------------------------------------------------------------------------------------
 
 
-def load_particles(star_path, *, image_root=None, align=True, pixel_size=None):
+def load_particles(star_path, *, image_root=None, align=True, pixel_size=None, scratch_dir=None, n_jobs=None):
     """Load the particle images and metadata of a RELION STAR file.
 
     Parameters
@@ -61,12 +63,21 @@ def load_particles(star_path, *, image_root=None, align=True, pixel_size=None):
     pixel_size : float, default=None
         Pixel size in Å, overriding the file's. Needed when the file has
         origins in Å but no pixel size.
+    scratch_dir : str or path-like, default=None
+        A directory for the images: they are written, read and aligned chunk
+        by chunk into a memory map of a temporary file there (deleted with
+        the array), so that a particle set larger than memory can be
+        classified. None keeps them in memory (aligned in place, one copy).
+    n_jobs : int, default=None
+        Threads that align the images (joblib's convention: None is 1 unless
+        in a ``joblib.parallel_config`` context, -1 is all processors).
 
     Returns
     -------
     particles : :class:`~sklearn.utils.Bunch`
         images : ndarray of shape (n_particles, height, width), float32
-            In STAR row order; aligned when ``align=True``.
+            In STAR row order; aligned when ``align=True``. A
+            :class:`numpy.memmap` when ``scratch_dir`` is given.
         metadata : pandas.DataFrame of n_particles rows
             The particle table, with the optics block's columns merged in on
             ``rlnOpticsGroup``. ``metadata.attrs["relion_optics"]`` keeps the
@@ -89,7 +100,8 @@ def load_particles(star_path, *, image_root=None, align=True, pixel_size=None):
     Raises
     ------
     FileNotFoundError
-        If the STAR file, ``image_root`` or a stack it names does not exist.
+        If the STAR file, ``image_root``, ``scratch_dir`` or a stack it names
+        does not exist.
     ValueError
         If the file has no ``rlnImageName`` column, an image index is out of
         its stack, the images differ in size, a pixel is NaN or infinite, or
@@ -98,13 +110,14 @@ def load_particles(star_path, *, image_root=None, align=True, pixel_size=None):
     star_path = Path(star_path)
     if not star_path.is_file():
         raise FileNotFoundError(f"STAR file not found: {star_path}")
-    image_root = _check_image_root(image_root)
+    image_root = _check_directory(image_root, "image_root")
+    scratch_dir = _check_directory(scratch_dir, "scratch_dir")
     pixel_size = _check_pixel_size(pixel_size)
 
     particles, optics = _particle_and_optics_tables(starfile.read(star_path, always_dict=True), star_path)
     metadata = _merge_optics(particles, optics, star_path)
     addresses = [_parse_image_name(name, row, star_path) for row, name in enumerate(metadata[IMAGE_COLUMN])]
-    images, header_pixel_size = _read_images(addresses, star_path, image_root)
+    images, header_pixel_size = _read_images(addresses, star_path, image_root, scratch_dir)
     _check_finite_images(images, addresses, star_path)
 
     if pixel_size is None:
@@ -114,7 +127,8 @@ def load_particles(star_path, *, image_root=None, align=True, pixel_size=None):
     shifts = _shifts_in_pixels(metadata, pixel_size, star_path)
     psi = _numeric_column(metadata, "rlnAnglePsi", star_path)
     if align:
-        images = apply_alignment(images, shifts, psi, mirror=None)
+        # In place: the images are this function's own array, and a second copy would double the memory.
+        _align_into(images, *_alignment_parameters(len(images), shifts, psi, None), out=images, n_jobs=n_jobs)
     return Bunch(
         images=images,
         metadata=metadata,
@@ -147,13 +161,13 @@ def read_stack(path):
     return images
 
 
-def _check_image_root(image_root):
-    if image_root is None:
+def _check_directory(directory, name):
+    if directory is None:
         return None
-    image_root = Path(image_root).expanduser()
-    if not image_root.is_dir():
-        raise FileNotFoundError(f"image_root is not an existing directory: {image_root}")
-    return image_root
+    directory = Path(directory).expanduser()
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{name} is not an existing directory: {directory}")
+    return directory
 
 
 def _check_pixel_size(pixel_size):
@@ -311,7 +325,21 @@ def _check_indices(indices, rows, n_images, stack, star_path):
         )
 
 
-def _read_images(addresses, star_path, image_root):
+def _new_images(shape, scratch_dir):
+    """An uninitialised float32 array, in memory or (``scratch_dir``) in a temporary memory-mapped file."""
+    if scratch_dir is None:
+        return np.empty(shape, dtype=np.float32)
+    # The file is unlinked at once: it lives as long as the memory map.
+    scratch = tempfile.TemporaryFile(prefix="kerdensom-images-", dir=scratch_dir)
+    return np.memmap(scratch, dtype=np.float32, mode="w+", shape=shape)
+
+
+def _image_chunks(n_images, image_shape):
+    """Slices over the images, so that no temporary holds more than a chunk of them."""
+    return sample_chunks(n_images, math.prod(image_shape), 1)
+
+
+def _read_images(addresses, star_path, image_root, scratch_dir):
     """Images (n, h, w) float32 in row order, and the stacks' common voxel size (None if unset)."""
     rows_by_stack = {}
     for row, (_, stack) in enumerate(addresses):
@@ -324,29 +352,31 @@ def _read_images(addresses, star_path, image_root):
         rows = np.asarray(rows)
         _check_indices(indices[rows], rows, stack_images.shape[0], stack, star_path)
         if images is None:
-            images = np.empty((len(addresses), *stack_images.shape[1:]), dtype=np.float32)
+            images = _new_images((len(addresses), *stack_images.shape[1:]), scratch_dir)
             first_stack = stack
         elif stack_images.shape[1:] != images.shape[1:]:
             raise ValueError(
                 f"{star_path}: images differ in size: {stack!r} holds {stack_images.shape[1:]} pixel "
                 f"images, {first_stack!r} {images.shape[1:]}; all particles must have the same size."
             )
-        # Fancy indexing a memmap reads just these images from disk.
-        images[rows] = stack_images[indices[rows] - 1]
+        # Fancy indexing a memmap reads just these images from disk, a chunk at a time.
+        for chunk in _image_chunks(len(rows), stack_images.shape[1:]):
+            images[rows[chunk]] = stack_images[indices[rows[chunk]] - 1]
         voxel_sizes.add(voxel_size)
     header_pixel_size = voxel_sizes.pop() if len(voxel_sizes) == 1 else None
     return images, (header_pixel_size if header_pixel_size and header_pixel_size > 0 else None)
 
 
 def _check_finite_images(images, addresses, star_path):
-    finite = np.isfinite(images).all(axis=(1, 2))
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
-        index, stack = addresses[row]
-        raise ValueError(
-            f"{star_path}: the image of particle row {row} (0-based; image {index} of {stack!r}) has NaN "
-            "or infinite pixels."
-        )
+    for chunk in _image_chunks(len(images), images.shape[1:]):
+        finite = np.isfinite(images[chunk]).all(axis=(1, 2))
+        if not finite.all():
+            row = chunk.start + int(np.flatnonzero(~finite)[0])
+            index, stack = addresses[row]
+            raise ValueError(
+                f"{star_path}: the image of particle row {row} (0-based; image {index} of {stack!r}) has "
+                "NaN or infinite pixels."
+            )
 
 
 def _numeric_column(metadata, column, star_path):

@@ -100,3 +100,13 @@ def test_bad_input(kwargs, message):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         apply_alignment(**arguments)
+
+
+def test_threads_give_the_same_images():
+    rng = np.random.default_rng(5)
+    images = rng.normal(size=(9, 17, 17)).astype(np.float32)
+    shifts, psi = rng.normal(size=(9, 2)), rng.uniform(0.0, 360.0, 9)
+    mirror = rng.uniform(size=9) < 0.5
+    one = apply_alignment(images, shifts, psi, mirror)
+    np.testing.assert_array_equal(apply_alignment(images, shifts, psi, mirror, n_jobs=3), one)
+    np.testing.assert_array_equal(apply_alignment(images, shifts, psi, mirror, n_jobs=-1), one)

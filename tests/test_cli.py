@@ -68,6 +68,28 @@ def test_classify_rln_proj_64(tmp_path):
     assert summary["image_shape"] == [64, 64]
 
 
+def test_classify_with_scratch_files_gives_the_same_classes(tmp_path):
+    star = PARTICLES / "rln_proj_64.star"
+    code, _, stderr = kerdensom("classify", star, "--mask-radius", "25", *FAST, "--out", tmp_path / "memory")
+    assert code == 0, stderr
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    code, _, stderr = kerdensom(
+        "classify", star, "--mask-radius", "25", *FAST, "--scratch", scratch, "--jobs", "2",
+        "--out", tmp_path / "mapped",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert_outputs(tmp_path / "mapped", n_particles=5, n_classes=6)
+    assert list(scratch.iterdir()) == []  # the temporary files are gone
+    classes = [
+        starfile.read(tmp_path / run / "particles.star", always_dict=True)["particles"]["rlnClassNumber"]
+        for run in ("memory", "mapped")
+    ]
+    np.testing.assert_array_equal(*classes)
+    averages = [mrcfile.read(tmp_path / run / "averages.mrcs") for run in ("memory", "mapped")]
+    np.testing.assert_allclose(*averages, rtol=0, atol=1e-6 * np.abs(averages[0]).max())
+
+
 def test_classify_relion31_with_relocation_and_a_mask_file(tmp_path):
     # The STAR file of a project whose stacks have moved elsewhere.
     project = tmp_path / "project"
@@ -129,6 +151,16 @@ def test_demo(tmp_path):
             "positive",
         ),
         (["demo", "--topology", "square"], 2, "invalid choice"),
+        (
+            ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--scratch", "nowhere"],
+            1,
+            "scratch_dir is not an existing directory",
+        ),
+        (
+            ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--jobs", "0"],
+            2,
+            "number of threads",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_error(tmp_path, args, code, message):

@@ -2,6 +2,7 @@
 
 import hashlib
 import shutil
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 import starfile
 
+from sklearn_kerdensom import _chunks
 from sklearn_kerdensom.alignment import apply_alignment
 from sklearn_kerdensom.io import OUTPUT_FILES, load_particles, read_stack, write_classification
 
@@ -129,6 +131,71 @@ def test_align_applies_the_file_alignment():
     np.testing.assert_array_equal(aligned.images, apply_alignment(raw.images, raw.shifts, raw.psi))
     assert not np.allclose(aligned.images, raw.images)
     pd.testing.assert_frame_equal(aligned.metadata, raw.metadata)
+
+
+def _aligned_set(tmp_path, n=23, size=16):
+    """A stack of ``n`` images with alignments, named out of order by a RELION 3.0 STAR file."""
+    rng = np.random.default_rng(3)
+    _write_mrc(tmp_path / "stack.mrcs", _stack(n, size=size))
+    order = rng.permutation(n) + 1
+    return _write_star(
+        tmp_path / "particles.star",
+        {
+            "rlnImageName": [f"{index}@stack.mrcs" for index in order],
+            "rlnOriginX": rng.normal(scale=2.0, size=n),
+            "rlnOriginY": rng.normal(scale=2.0, size=n),
+            "rlnAnglePsi": rng.uniform(0.0, 360.0, n),
+        },
+    )
+
+
+@pytest.mark.parametrize("align", [False, True])
+def test_scratch_dir_gives_a_memory_map_of_the_same_images(tmp_path, monkeypatch, align):
+    star = _aligned_set(tmp_path)
+    in_memory = load_particles(star, align=align)
+    # Chunks of 4 images: reading, checking and aligning cross chunk boundaries.
+    monkeypatch.setattr(_chunks, "MAX_CHUNK_ROWS", 4)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    mapped = load_particles(star, align=align, scratch_dir=scratch, n_jobs=2)
+
+    assert isinstance(mapped.images, np.memmap)
+    assert mapped.images.dtype == np.float32
+    np.testing.assert_array_equal(mapped.images, in_memory.images)
+    # The temporary file is already unlinked: nothing is left behind in scratch_dir.
+    assert list(scratch.iterdir()) == []
+
+
+def test_images_are_read_and_aligned_without_a_second_copy(tmp_path, monkeypatch):
+    star = _aligned_set(tmp_path, n=512, size=32)
+    monkeypatch.setattr(_chunks, "MAX_CHUNK_ROWS", 8)
+    data_bytes = 512 * 32 * 32 * 4
+
+    tracemalloc.start()
+    try:
+        load_particles(star)
+        in_memory_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        load_particles(star, scratch_dir=tmp_path)
+        scratch_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # The images themselves plus chunk-sized temporaries (8 images read as float32, checked as bool, each
+    # resampled in float64) and the metadata; aligning into a second array would add data_bytes.
+    assert in_memory_peak < 1.5 * data_bytes
+    assert scratch_peak < 0.25 * data_bytes
+
+
+def test_non_finite_pixels_are_found_in_any_chunk(tmp_path, monkeypatch):
+    images = _stack(10)
+    images[7, 1, 2] = np.nan
+    _write_mrc(tmp_path / "stack.mrcs", images)
+    star = _write_star(
+        tmp_path / "particles.star", {"rlnImageName": [f"{i}@stack.mrcs" for i in range(1, 11)]}
+    )
+    monkeypatch.setattr(_chunks, "MAX_CHUNK_ROWS", 3)
+    with pytest.raises(ValueError, match=r"particle row 7 .*image 8 of 'stack\.mrcs'.*NaN or infinite"):
+        load_particles(star, scratch_dir=tmp_path)
 
 
 def test_relocated_stack_is_found_with_image_root(tmp_path):
@@ -341,6 +408,8 @@ def test_optics_group_not_in_optics_block(tmp_path):
 def test_bad_image_root_and_pixel_size(tmp_path):
     with pytest.raises(FileNotFoundError, match="image_root"):
         load_particles(RELION31_STAR, image_root=tmp_path / "nowhere", align=False)
+    with pytest.raises(FileNotFoundError, match="scratch_dir is not an existing directory"):
+        load_particles(RELION31_STAR, scratch_dir=tmp_path / "nowhere", align=False)
     with pytest.raises(ValueError, match="pixel_size"):
         load_particles(RELION31_STAR, pixel_size=0.0, align=False)
 
