@@ -13,28 +13,18 @@ neighbour, e.g. an empty node of kernel c-means) keeps its code vector; Xmipp
 divides 0 by 0 there (reference §13.7).
 """
 
-from functools import cache
 from itertools import pairwise
 
 import numpy as np
 from scipy import linalg
-from threadpoolctl import ThreadpoolController
+
+from ._blas import single_threaded_blas
 
 GAUSS_SEIDEL_TOL = 1e-5
 GAUSS_SEIDEL_MAX_SWEEPS = 100
 
 # Below this, a node's mass is treated as zero: the division would lose all precision.
 _EMPTY_NODE_MASS = 1e-250
-
-
-@cache
-def _threadpool_controller():
-    return ThreadpoolController()
-
-
-def single_threaded_blas():
-    """Context with BLAS on one thread: node-sized products and solves are slower on several."""
-    return _threadpool_controller().limit(limits=1, user_api="blas")
 
 
 def roughness(code_vectors, smoothness):

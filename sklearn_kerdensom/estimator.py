@@ -228,8 +228,10 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         schedule = regularization_schedule(self.reg_initial, self.reg_final, self.annealing_steps)
         random_state = check_random_state(self.random_state)
         dtype, storage_dtype = self._dtypes(X.dtype)
+        # The frame's first pass reads every value and stops at NaN and infinities (a Dask array's blocks
+        # are checked as they are read): the fit's hundreds of passes need not check them again.
         frame = fit_frame(X, self.standardize)
-        samples = samples_of(X, frame, dtype, self.n_nodes).cache_terms()
+        samples = samples_of(X, frame, dtype, self.n_nodes, values_checked=True).cache_terms()
         n_features = X.shape[1]
         variance_floor = _RELATIVE_VARIANCE_FLOOR * frame.mean_square
         problem = Problem(

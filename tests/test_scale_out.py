@@ -67,9 +67,10 @@ def test_memory_map_gives_the_in_memory_fit(data, tmp_path, params, dtype):
     assert_same_fit(fit(X, **params), fit(mapped, **params), X, mapped)
 
 
+@pytest.mark.parametrize("rows_per_block", [130, 9])  # 5 blocks; 67, summed in a tree of three levels
 @pytest.mark.parametrize("params", PARAMETERS)
-def test_dask_gives_the_in_memory_fit(data, params):
-    lazy = da.from_array(data, chunks=(130, -1))
+def test_dask_gives_the_in_memory_fit(data, params, rows_per_block):
+    lazy = da.from_array(data, chunks=(rows_per_block, -1))
     dask_fit = fit(lazy, **params)
     assert_same_fit(fit(data, **params), dask_fit, data, lazy)
     assert isinstance(dask_fit.predict(lazy), da.Array)
@@ -94,11 +95,14 @@ def test_dask_chunked_along_features_is_an_error(data):
         som.predict(da.from_array(data, chunks=(100, 20)))
 
 
-def test_dask_with_nan_is_an_error(data):
+@pytest.mark.parametrize("row, value", [(5, np.nan), (599, np.inf)])
+def test_dask_with_nan_is_an_error(data, row, value):
     bad = data.copy()
-    bad[5, 3] = np.nan
+    bad[row, 3] = value
     with pytest.raises(ValueError, match="NaN or infinity"):
         KerDenSOM(2, 2).fit(da.from_array(bad, chunks=(100, -1)))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        KerDenSOM(2, 2, standardize=True).fit(da.from_array(bad, chunks=(7, -1)))
     with pytest.raises(ValueError, match="NaN or infinity"):
         fit(data).predict(da.from_array(bad, chunks=(100, -1))).compute()
 
