@@ -13,6 +13,7 @@ results per sample (:meth:`map_rows`).
   a ``dask.distributed`` client the work runs on the cluster's workers.
 """
 
+import tempfile
 from functools import partial, reduce
 from itertools import pairwise
 
@@ -148,16 +149,18 @@ def _tree_sum(parts):
 def _compute(value, n_blocks):
     """``value.compute()`` for a pass over ``n_blocks`` blocks.
 
-    On Dask's local threads, with at least a block per thread, BLAS runs on one thread: those threads
-    already run the blocks in parallel, and BLAS's own threads on top of them oversubscribe the cores
-    (a pass took 1.4x as long on 2 cores, measured).
+    On several of Dask's local threads, with at least two blocks per thread, BLAS runs on one thread
+    (process-wide, while the pass runs): those threads already run the blocks in parallel, and BLAS's
+    own threads on top of them oversubscribe the cores (a pass took 1.4x as long on 2 cores,
+    measured). With fewer blocks, the cores left idle by the last round would cost more.
     """
     import dask
     import dask.threaded
     from dask.system import CPU_COUNT
 
     threads = dask.config.get("num_workers", None) or CPU_COUNT
-    if dask.base.get_scheduler(collections=[value]) is dask.threaded.get and n_blocks >= threads:
+    local_threads = dask.base.get_scheduler(collections=[value]) is dask.threaded.get
+    if local_threads and threads > 1 and n_blocks >= 2 * threads:
         with single_threaded_blas():
             return value.compute()
     return value.compute()
@@ -239,12 +242,23 @@ def checked_finite(rows):
     return rows
 
 
+def temporary_memmap(shape, dtype, prefix, directory=None):
+    """An uninitialised memory map of a temporary file in ``directory`` (None: :func:`tempfile.gettempdir`).
+
+    The file is unlinked at once and its descriptor closed (the map holds its own): it is deleted when
+    the array is.
+    """
+    with tempfile.TemporaryFile(prefix=prefix, dir=directory) as scratch:
+        return np.memmap(scratch, dtype=dtype, mode="w+", shape=shape)
+
+
 def samples_of(X, frame, dtype, n_nodes, values_checked=False):
     """The right :class:`ChunkedSamples` for ``X``.
 
     ``values_checked``: an earlier pass has read every value of ``X`` and found them finite, so the
-    passes of a Dask array need not check them again. NumPy arrays and memory maps are checked once,
-    by ``validate_data``, before any pass.
+    passes of a Dask array need not check them again (a Dask array gives the same values each time it
+    is computed, unless its graph reads something that changes meanwhile). NumPy arrays and memory
+    maps are checked once, by ``validate_data``, before any pass.
     """
     if is_dask_array(X):
         return DaskSamples(X, frame, dtype, n_nodes, values_checked)

@@ -77,7 +77,8 @@ def _align_block(images, rows, shifts, psi, mirror, out):
     centre = np.array(images.shape[1:], dtype=np.float64) // 2
     for index in range(rows.start, rows.stop):
         if not shifts[index].any() and psi[index] % 360 == 0 and not mirror[index]:
-            out[index] = images[index]
+            if out is not images:
+                out[index] = images[index]
             continue
         matrix, offset = _index_transform(shifts[index], psi[index], mirror[index], centre)
         out[index] = ndimage.affine_transform(
@@ -101,7 +102,8 @@ def _align_into(images, shifts, psi, mirror, out, n_jobs=None):
     n_blocks = max(1, min(n_images, 4 * effective_n_jobs(n_jobs)))
     bounds = np.linspace(0, n_images, n_blocks + 1).astype(int)
     blocks = [slice(start, stop) for start, stop in pairwise(bounds) if stop > start]
-    Parallel(n_jobs=n_jobs, prefer="threads")(
+    # Threads whatever joblib backend is configured: processes would write into copies of ``out``.
+    Parallel(n_jobs=n_jobs, require="sharedmem")(
         delayed(_align_block)(images, rows, shifts, psi, mirror, out) for rows in blocks
     )
     return out

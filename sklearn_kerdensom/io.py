@@ -9,7 +9,6 @@ written.
 """
 
 import math
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import starfile
 from sklearn.utils import Bunch
 
 from ._chunks import sample_chunks
+from ._samples import temporary_memmap
 from .alignment import _align_into, _alignment_parameters
 
 IMAGE_COLUMN = "rlnImageName"
@@ -64,10 +64,13 @@ def load_particles(star_path, *, image_root=None, align=True, pixel_size=None, s
         Pixel size in Å, overriding the file's. Needed when the file has
         origins in Å but no pixel size.
     scratch_dir : str or path-like, default=None
-        A directory for the images: they are written, read and aligned chunk
+        A directory for the images: they are read, checked and aligned chunk
         by chunk into a memory map of a temporary file there (deleted with
         the array), so that a particle set larger than memory can be
         classified. None keeps them in memory (aligned in place, one copy).
+        :class:`~sklearn_kerdensom.MaskVectorizer` writes the vectors of such
+        images to a temporary file in :func:`tempfile.gettempdir` (``TMPDIR``),
+        which ``kerdensom classify --scratch`` also sets.
     n_jobs : int, default=None
         Threads that align the images (joblib's convention: None is 1 unless
         in a ``joblib.parallel_config`` context, -1 is all processors).
@@ -329,9 +332,7 @@ def _new_images(shape, scratch_dir):
     """An uninitialised float32 array, in memory or (``scratch_dir``) in a temporary memory-mapped file."""
     if scratch_dir is None:
         return np.empty(shape, dtype=np.float32)
-    # The file is unlinked at once: it lives as long as the memory map.
-    scratch = tempfile.TemporaryFile(prefix="kerdensom-images-", dir=scratch_dir)
-    return np.memmap(scratch, dtype=np.float32, mode="w+", shape=shape)
+    return temporary_memmap(shape, np.float32, "kerdensom-images-", scratch_dir)
 
 
 def _image_chunks(n_images, image_shape):

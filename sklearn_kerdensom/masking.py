@@ -1,14 +1,12 @@
 """Images to vectors of the pixels inside a mask, and back."""
 
-import tempfile
-
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._chunks import sample_chunks
-from ._samples import checked_finite, is_dask_array
+from ._samples import checked_finite, is_dask_array, temporary_memmap
 
 
 def circular_mask(shape, radius, soft_edge=0.0):
@@ -215,15 +213,11 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
         return vectors
 
     def _vectorize_to_memmap(self, images):
-        """Vectors of memory-mapped images, written chunk by chunk to a temporary memory map, so that
-        neither the images nor the vectors are ever all in memory. The file is deleted when the
-        returned array is."""
-        vectors = np.memmap(
-            tempfile.TemporaryFile(prefix="kerdensom-vectors-"),
-            dtype=images.dtype,
-            mode="w+",
-            shape=(len(images), len(self.pixel_indices_)),
-        )
+        """Vectors of memory-mapped images, written chunk by chunk to a temporary memory map (in
+        :func:`tempfile.gettempdir`: ``TMPDIR``), so that neither the images nor the vectors are ever
+        all in memory. The file is deleted when the returned array is."""
+        shape = (len(images), len(self.pixel_indices_))
+        vectors = temporary_memmap(shape, images.dtype, "kerdensom-vectors-")
         for rows in sample_chunks(len(images), self.n_features_in_, 1):
             vectors[rows] = self._vectorize(images[rows])
         return vectors

@@ -4,12 +4,17 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import mrcfile
 import numpy as np
 import pytest
 import starfile
+
+from sklearn_kerdensom.cli import main
+
+from .test_io import record_temporary_files
 
 PARTICLES = Path(__file__).parent / "data" / "particles"
 FAST = ["--columns", "3", "--rows", "2", "--steps", "2", "--max-iter", "30"]
@@ -80,7 +85,6 @@ def test_classify_with_scratch_files_gives_the_same_classes(tmp_path):
     )  # fmt: skip
     assert code == 0, stderr
     assert_outputs(tmp_path / "mapped", n_particles=5, n_classes=6)
-    assert list(scratch.iterdir()) == []  # the temporary files are gone
     classes = [
         starfile.read(tmp_path / run / "particles.star", always_dict=True)["particles"]["rlnClassNumber"]
         for run in ("memory", "mapped")
@@ -88,6 +92,29 @@ def test_classify_with_scratch_files_gives_the_same_classes(tmp_path):
     np.testing.assert_array_equal(*classes)
     averages = [mrcfile.read(tmp_path / run / "averages.mrcs") for run in ("memory", "mapped")]
     np.testing.assert_allclose(*averages, rtol=0, atol=1e-6 * np.abs(averages[0]).max())
+
+
+def test_scratch_holds_the_images_and_the_vectors_and_the_temporary_directory_is_restored(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    directories = record_temporary_files(monkeypatch)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    before = tempfile.tempdir
+    star = PARTICLES / "rln_proj_64.star"
+    arguments = ["classify", star, "--mask-radius", "25", *FAST, "--scratch", scratch]
+    arguments += ["--out", tmp_path / "out"]
+    assert main(map(str, arguments)) == 0
+    # The aligned images, then the masked vectors of the fit and of the final assignment.
+    assert directories and set(directories) == {str(scratch)}
+    assert tempfile.tempdir == before
+    wrong_mask = tmp_path / "mask.mrc"
+    with mrcfile.new(wrong_mask) as mrc:
+        mrc.set_data(np.ones((8, 8), dtype=np.float32))
+    failed = ["classify", star, "--mask", wrong_mask, "--scratch", scratch, "--out", tmp_path / "out2"]
+    assert main(map(str, failed)) == 1
+    assert tempfile.tempdir == before
 
 
 def test_classify_relion31_with_relocation_and_a_mask_file(tmp_path):

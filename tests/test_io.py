@@ -2,17 +2,19 @@
 
 import hashlib
 import shutil
+import tempfile
 import tracemalloc
 import warnings
 from pathlib import Path
 
+import joblib
 import mrcfile
 import numpy as np
 import pandas as pd
 import pytest
 import starfile
 
-from sklearn_kerdensom import _chunks
+from sklearn_kerdensom import _chunks, _samples
 from sklearn_kerdensom.alignment import apply_alignment
 from sklearn_kerdensom.io import OUTPUT_FILES, load_particles, read_stack, write_classification
 
@@ -133,6 +135,19 @@ def test_align_applies_the_file_alignment():
     pd.testing.assert_frame_equal(aligned.metadata, raw.metadata)
 
 
+def record_temporary_files(monkeypatch):
+    """The directories that the package's temporary files are made in, as they are made."""
+    directories = []
+    make = tempfile.TemporaryFile
+
+    def recording(*args, dir=None, **kwargs):
+        directories.append(str(dir) if dir is not None else tempfile.gettempdir())
+        return make(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(_samples.tempfile, "TemporaryFile", recording)
+    return directories
+
+
 def _aligned_set(tmp_path, n=23, size=16):
     """A stack of ``n`` images with alignments, named out of order by a RELION 3.0 STAR file."""
     rng = np.random.default_rng(3)
@@ -157,13 +172,24 @@ def test_scratch_dir_gives_a_memory_map_of_the_same_images(tmp_path, monkeypatch
     monkeypatch.setattr(_chunks, "MAX_CHUNK_ROWS", 4)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
+    directories = record_temporary_files(monkeypatch)
     mapped = load_particles(star, align=align, scratch_dir=scratch, n_jobs=2)
 
+    assert directories == [str(scratch)]
     assert isinstance(mapped.images, np.memmap)
     assert mapped.images.dtype == np.float32
     np.testing.assert_array_equal(mapped.images, in_memory.images)
-    # The temporary file is already unlinked: nothing is left behind in scratch_dir.
-    assert list(scratch.iterdir()) == []
+
+
+def test_alignment_runs_on_threads_under_a_process_backend(tmp_path):
+    # Processes would align copies of the images; scikit-learn users often configure loky.
+    star = _aligned_set(tmp_path)
+    expected = load_particles(star)
+    with joblib.parallel_config(backend="loky"):
+        np.testing.assert_array_equal(load_particles(star, n_jobs=2).images, expected.images)
+        raw = load_particles(star, align=False)
+        aligned = apply_alignment(raw.images, raw.shifts, raw.psi, n_jobs=2)
+    np.testing.assert_array_equal(aligned, expected.images)
 
 
 def test_images_are_read_and_aligned_without_a_second_copy(tmp_path, monkeypatch):
