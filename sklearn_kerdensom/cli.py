@@ -109,11 +109,16 @@ def _parser():
     classify.add_argument(
         "--scratch",
         type=Path,
+        metavar="DIR",
         help="directory for temporary files that hold the aligned images and their masked vectors instead "
         "of memory (for particle sets larger than memory; deleted at the end)",
     )
     classify.add_argument(
-        "--jobs", type=_n_jobs, default=-1, help="threads that align the images (default: -1, all processors)"
+        "--jobs",
+        type=_n_jobs,
+        default=-1,
+        metavar="N",
+        help="threads that align the images (default: -1, all processors)",
     )
     _add_map_options(classify)
     _add_output_options(classify)
