@@ -77,7 +77,7 @@ def squared_distances(chunk, centers, terms):
     terms : ndarray of shape (n_rows, 2)
         The rows' :func:`chunk_terms`.
     """
-    sq_distances = (chunk @ centers.shifted.T).astype(np.float64)
+    sq_distances = (chunk @ centers.shifted.T).astype(np.float64, copy=False)
     sq_distances *= -2.0
     sq_distances += (terms[:, 0] - 2.0 * terms[:, 1])[:, None]
     sq_distances += centers.sq_norms
