@@ -133,6 +133,22 @@ def iteration_times():
         table.update(originals)
 
 
+def fit_iteration_times(X, max_iter, objective="likelihood", repeats=1, map_shape=(7, 7)):
+    """Seconds of every inner iteration of ``repeats`` fits of ``KerDenSOM(*map_shape)`` with one
+    annealing step and ``tol=0`` (no step stops early), timed by :func:`iteration_times`."""
+    import warnings
+
+    from sklearn_kerdensom import KerDenSOM
+
+    with warnings.catch_warnings(), iteration_times() as times:
+        warnings.simplefilter("ignore")
+        for _ in range(repeats):
+            KerDenSOM(
+                *map_shape, objective=objective, max_iter=max_iter, annealing_steps=1, tol=0.0, random_state=0
+            ).fit(X)
+    return times
+
+
 def repeat_times(function, repeats):
     """Wall times of ``repeats`` calls of ``function()``."""
     times = []

@@ -26,19 +26,13 @@ import warnings
 import _common
 import numpy as np
 
-from sklearn_kerdensom import KerDenSOM
-
 BLOCK_ROWS = 2048
 
 
 def iteration_seconds(X, max_iter):
     """Seconds of every inner iteration of a short fit, after a warm-up fit."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        KerDenSOM(7, 7, annealing_steps=1, max_iter=2, tol=0.0, random_state=0).fit(X)
-        with _common.iteration_times() as times:
-            KerDenSOM(7, 7, annealing_steps=1, max_iter=max_iter, tol=0.0, random_state=0).fit(X)
-    return times
+    _common.fit_iteration_times(X, 2)
+    return _common.fit_iteration_times(X, max_iter)
 
 
 def main():

@@ -81,24 +81,6 @@ class PassTimer:
         setattr(self.module, self.name, self.original)
 
 
-def kerdensom_passes(X, objective, n_iter, repeats):
-    """Wall time of every inner iteration (one pass) of real fits, timed inside the fit."""
-    with _common.iteration_times() as times:
-        for _ in range(repeats):
-            quiet(
-                lambda: KerDenSOM(
-                    K_COLUMNS,
-                    K_ROWS,
-                    objective=objective,
-                    max_iter=n_iter,
-                    annealing_steps=1,
-                    tol=0.0,
-                    random_state=0,
-                ).fit(X)
-            )
-    return times
-
-
 def kmeans_passes(X, seeds, n_iter, repeats):
     """Wall time of every Lloyd iteration (one pass: assignments + center sums) of real KMeans fits."""
     from sklearn.cluster import _kmeans
@@ -195,19 +177,8 @@ def main():
     print(f"X: {X.shape} {X.dtype}, {X.nbytes / 1e6:.0f} MB")
     rows = []
 
-    def kerdensom(objective):
-        return lambda max_iter: KerDenSOM(
-            K_COLUMNS,
-            K_ROWS,
-            objective=objective,
-            max_iter=max_iter,
-            annealing_steps=1,
-            tol=0.0,
-            random_state=0,
-        ).fit(X)
-
     for objective in ("likelihood", "xmipp"):
-        times = kerdensom_passes(X, objective, 1 + m, repeats)
+        times = _common.fit_iteration_times(X, 1 + m, objective, repeats, (K_COLUMNS, K_ROWS))
         rows.append(
             {
                 "method": f"KerDenSOM {objective} (inner iteration)",
