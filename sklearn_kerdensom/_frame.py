@@ -1,94 +1,226 @@
 """The internal coordinates the map is fitted in.
 
-They are Xmipp's: the raw features, or with ``standardize`` per-feature
-z-scores (reference §8.3: features whose standard deviation is 0 keep their raw
-values). Working in Xmipp's own coordinates matters for faithfulness: Xmipp
-rounds code vectors to float32 there, and its Gauss-Seidel stopping rule (an L1
-norm of the code vectors) is not translation invariant.
+By default they are Xmipp's: the raw features, or with ``standardize``
+per-feature z-scores (reference §8.3: features whose standard deviation is 0
+keep their raw values). Working in Xmipp's own coordinates matters for
+faithfulness: Xmipp rounds code vectors to float32 there, and its Gauss-Seidel
+stopping rule (an L1 norm of the code vectors) is not translation invariant.
 
-Samples are mapped chunk by chunk, never as a whole copy of the data; without
-``standardize`` a chunk of the right dtype is used as it is. ``centre``, the
-data mean in internal coordinates, is the reference point of the distance
-expansion (:mod:`._passes`), which keeps float32 products accurate for data that
-sit far from the origin.
+Two departures keep the arithmetic sound whatever the data's offset and scale,
+and both leave the fitted map unchanged in exact arithmetic:
+
+* **Centring** (when the objective allows it). Data far from the origin
+  compared with their spread (e.g. uint16 stacks stored with a +32768 offset)
+  lose in a float32 product ``W.T @ X`` as many bits as the offset is larger
+  than the spread, and the width update, a difference of such sums, can even go
+  negative. Such data are fitted as ``x - mean``.
+* **A power-of-two scale**. Data whose magnitude is far from 1 (``1e-30`` or
+  ``1e30`` in float32) overflow or underflow in the squares and products of a
+  pass. They are fitted as ``x * 2**-exponent``, which is exact in floating
+  point, so a map of ``2**k X`` is bit for bit ``2**k`` times the map of ``X``.
+
+Both cost a copy of every chunk in every pass, so they apply only where the
+data need them. Samples are mapped chunk by chunk, never as a whole copy of the
+data; with neither, a chunk of the right dtype is used as it is. ``centre``,
+the data mean in internal coordinates, is the reference point of the distance
+expansion (:mod:`._passes`).
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._samples import samples_of
 
+# Internal magnitudes within 2**-EXPONENT_RANGE .. 2**EXPONENT_RANGE, with EXPONENT_RANGE a quarter of the
+# compute dtype's exponent range (32 for float32, 256 for float64), leave the squares and products of a
+# pass far from overflow and underflow; outside it the data are scaled by a power of two.
+_EXPONENT_RANGE_FRACTION = 4
+
+# Data whose magnitude exceeds 2**_MAX_DATA_EXPONENT (about 1e146) or falls below its inverse have a kernel
+# variance, in squared units of X, that float64 cannot hold (with a margin for the width's own range).
+_MAX_DATA_EXPONENT = 485
+
 
 @dataclass(frozen=True)
 class Frame:
-    """Affine map ``(x - offset) / scale`` of raw features to internal coordinates.
+    """Affine map ``2**-exponent * (x - offset) / scale`` of raw features to internal coordinates.
 
-    All arrays have shape (n_features,) and dtype float64; ``offset`` and
-    ``scale`` are ``None`` when the map is the identity. ``mean_square`` is the
-    mean over features of the second moment of the internal coordinates, the
-    scale of the data's squared distances per feature.
+    ``offset`` and ``scale`` have shape (n_features,) and dtype float64, or are
+    ``None`` (no offset, unit scale). ``centre`` is the data mean in internal
+    coordinates. ``spread`` is the mean over features of the variance of the
+    internal coordinates (their mean square when every sample is the same):
+    the scale of the data's squared distances per feature.
     """
 
     offset: np.ndarray | None
     scale: np.ndarray | None
+    exponent: int
     centre: np.ndarray
-    mean_square: float
+    spread: float
+
+    @property
+    def is_identity(self):
+        return self.offset is None and self.scale is None and self.exponent == 0
 
     def to_internal(self, rows, dtype):
         """Rows of raw samples in internal coordinates, in ``dtype`` (a view when nothing changes)."""
-        if self.offset is None:
+        if self.is_identity:
             return np.asarray(rows, dtype=dtype)
-        internal = np.subtract(rows, self.offset, dtype=np.float64)
-        internal /= self.scale
+        if self.offset is None:
+            internal = np.array(rows, dtype=np.float64)
+        else:
+            internal = np.subtract(rows, self.offset, dtype=np.float64)
+        if self.scale is not None:
+            internal /= self.scale
+        if self.exponent:
+            np.ldexp(internal, -self.exponent, out=internal)
         return internal.astype(dtype, copy=False)
 
     def to_raw(self, internal):
         """Internal coordinates (e.g. code vectors) back to raw feature units, float64."""
-        if self.offset is None:
-            return np.asarray(internal, dtype=np.float64)
-        return internal * self.scale + self.offset
+        raw = np.ldexp(np.asarray(internal, dtype=np.float64), self.exponent)
+        if self.scale is not None:
+            raw = raw * self.scale
+        if self.offset is not None:
+            raw = raw + self.offset
+        return raw
 
-    def log_jacobian(self):
-        """``-sum(log(scale))``: turns a log density of internal coordinates into one of raw features."""
-        if self.scale is None:
-            return 0.0
-        return -float(np.sum(np.log(self.scale)))
+    def distance_to_raw(self, distance):
+        """Distances (scalar or array) of internal coordinates in raw units (standardized with ``scale``)."""
+        return np.ldexp(distance, self.exponent) if self.exponent else distance
+
+    def variance_to_raw(self, variance):
+        """A variance of internal coordinates in squared raw units (standardized units with ``scale``)."""
+        return math.ldexp(variance, 2 * self.exponent)
+
+    def negative_log_likelihood_to_raw(self, negative_log_likelihood, n_samples, n_features):
+        """A negative log-likelihood (summed over samples) of internal coordinates in the units of the
+        data, but for the standardization's scale."""
+        return negative_log_likelihood + n_samples * n_features * self.exponent * math.log(2.0)
+
+    def log_jacobian(self, n_features):
+        """Turns a log density of internal coordinates into one of raw features."""
+        log_jacobian = -n_features * self.exponent * math.log(2.0)
+        if self.scale is not None:
+            log_jacobian -= float(np.sum(np.log(self.scale)))
+        return log_jacobian
 
 
-def _sums(rows, terms):
-    """Per-feature float64 sums of raw rows, and their number, as one vector."""
-    return np.append(np.sum(rows, axis=0, dtype=np.float64), len(rows))
+@dataclass
+class _FirstMoments:
+    """Per-feature sums and largest absolute values of raw rows, and their number; they add up."""
+
+    sums: np.ndarray
+    peaks: np.ndarray
+    count: int
+
+    @classmethod
+    def of(cls, rows, terms):
+        return cls(np.sum(rows, axis=0, dtype=np.float64), np.max(np.abs(rows), axis=0), len(rows))
+
+    def __add__(self, other):
+        return _FirstMoments(
+            self.sums + other.sums, np.maximum(self.peaks, other.peaks), self.count + other.count
+        )
 
 
-def _centred_sums_of_squares(rows, terms, mean):
+def _scaled_centred_sums_of_squares(rows, terms, mean, exponent):
     centred = np.subtract(rows, mean, dtype=np.float64)
+    np.ldexp(centred, -exponent, out=centred)
     return np.einsum("ij,ij->j", centred, centred)
 
 
+def _binary_exponent(value):
+    """``e`` with ``value = m * 2**e``, ``0.5 <= m < 1`` (0 for 0)."""
+    return math.frexp(value)[1]
+
+
+def _check_magnitude(peak):
+    exponent = _binary_exponent(peak)
+    if exponent > _MAX_DATA_EXPONENT:
+        raise ValueError(
+            f"X is too large to fit (largest |x| = {peak:.3g}): the kernel variance, in squared units of X, "
+            "would overflow float64. Rescale X (e.g. divide it by its largest value)."
+        )
+    if 0 < peak and exponent < -_MAX_DATA_EXPONENT:
+        raise ValueError(
+            f"X is too small to fit (largest |x| = {peak:.3g}): the kernel variance, in squared units of X, "
+            "would underflow float64. Rescale X (e.g. divide it by its largest value)."
+        )
+
+
 def feature_moments(X):
-    """Per-feature mean and sample standard deviation (n - 1) in float64, accumulated by chunks."""
-    raw = samples_of(X, None, np.float64, 1)
-    sums = raw.reduce(_sums)
-    n_samples = sums[-1]
-    mean = sums[:-1] / n_samples
-    if n_samples < 2:
-        return mean, np.zeros_like(mean)
-    sum_sq = raw.reduce(lambda rows, terms: _centred_sums_of_squares(rows, terms, mean))
-    return mean, np.sqrt(sum_sq / (n_samples - 1))
+    """Per-feature mean, sample standard deviation (n - 1) divided by ``2**exponent``, and largest ``|x|``.
+
+    Accumulated by chunks, the squares of values scaled by ``2**-exponent`` (the binary exponent of the
+    largest ``|x|``), so that no square overflows or underflows.
+
+    Returns
+    -------
+    mean, scaled_std : ndarray of shape (n_features,), float64
+    exponent : int
+    peak : float
+    """
+    first = samples_of(X, None, np.float64, 1).reduce(_FirstMoments.of)
+    exponent = _binary_exponent(float(first.peaks.max()))
+    mean = first.sums / first.count
+    peak = float(first.peaks.max())
+    if first.count < 2:
+        return mean, np.zeros_like(mean), exponent, peak
+    sum_sq = samples_of(X, None, np.float64, 1).reduce(
+        lambda rows, terms: _scaled_centred_sums_of_squares(rows, terms, mean, exponent)
+    )
+    return mean, np.sqrt(sum_sq / (first.count - 1)), exponent, peak
 
 
-def fit_frame(X, standardize):
-    """The internal frame for data ``X`` of shape (n_samples, n_features)."""
-    mean, std = feature_moments(X)
-    if not standardize:
-        mean_square = float(np.mean(std**2 + mean**2))
-        return Frame(offset=None, scale=None, centre=mean, mean_square=mean_square)
-    constant = std == 0
-    centre = np.where(constant, mean, 0.0)
+def _exponent_range(dtype):
+    return np.finfo(dtype).maxexp // _EXPONENT_RANGE_FRACTION
+
+
+def fit_frame(X, standardize, compute_dtype=np.float64, may_centre=False):
+    """The internal frame for data ``X`` of shape (n_samples, n_features).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    standardize : bool
+        Per-feature z-scores (Xmipp's ``--norm``).
+    compute_dtype : dtype
+        The dtype of the passes' products: it sets the magnitudes that need a power-of-two scale.
+    may_centre : bool
+        Whether the fit allows internal coordinates centred on the mean (not Xmipp's rules, which
+        round in raw coordinates); they are used when the data's offset exceeds their spread.
+    """
+    mean, scaled_std, peak_exponent, peak = feature_moments(X)
+    if standardize:
+        constant = scaled_std == 0
+        centre = np.where(constant, mean, 0.0)
+        # Z-scores are of order 1 whatever the data's scale: no power-of-two scale.
+        return Frame(
+            offset=np.where(constant, 0.0, mean),
+            scale=np.where(constant, 1.0, np.ldexp(scaled_std, peak_exponent)),
+            exponent=0,
+            centre=centre,
+            spread=float(np.mean(np.where(constant, 0.0, 1.0))) or float(np.mean(centre**2)),
+        )
+    _check_magnitude(peak)
+    # In units of 2**peak_exponent, where nothing overflows: the data's variance and squared offset.
+    scaled_mean = np.ldexp(mean, -peak_exponent)
+    variance = float(np.mean(scaled_std**2))
+    offset_sq = float(np.mean(scaled_mean**2))
+    centred = may_centre and offset_sq > variance
+    mean_square = variance + (0.0 if centred else offset_sq)
+    exponent = peak_exponent + _binary_exponent(math.sqrt(mean_square))
+    if abs(exponent) <= _exponent_range(compute_dtype):
+        exponent = 0
+    # Internal units are 2**exponent: rescale the quantities kept in units of 2**peak_exponent.
+    shift = peak_exponent - exponent
     return Frame(
-        offset=np.where(constant, 0.0, mean),
-        scale=np.where(constant, 1.0, std),
-        centre=centre,
-        mean_square=float(np.mean(np.where(constant, 0.0, 1.0) + centre**2)),
+        offset=mean if centred else None,
+        scale=None,
+        exponent=exponent,
+        centre=np.zeros_like(mean) if centred else np.ldexp(scaled_mean, shift),
+        spread=math.ldexp(variance if variance > 0 else mean_square, 2 * shift),
     )

@@ -34,8 +34,10 @@ def from_memberships(samples, memberships, storage_dtype):
     """
     n_samples, n_features = samples.shape
     statistics = weighted_statistics(samples, memberships)
-    safe_mass = np.where(statistics.mass > 0, statistics.mass, 1.0)
+    empty = statistics.mass <= 0
+    safe_mass = np.where(empty, 1.0, statistics.mass)
     code_vectors = statistics.weighted_sums / safe_mass[:, None]
+    code_vectors[empty] = samples.frame.centre
     code_vectors = code_vectors.astype(storage_dtype).astype(np.float64)
     sigma = statistics.weighted_sq_distance_to(code_vectors) / (n_samples * n_features)
     return code_vectors, max(sigma, 0.0)

@@ -85,7 +85,7 @@ class ChunkedSamples:
     def _copies_rows(self):
         """Whether a pass works on a float64 copy of each chunk: raw rows (the frame's own passes),
         rows converted to internal coordinates or the compute dtype, or terms computed per chunk."""
-        if self.frame is None or self.terms is None or self.frame.offset is not None:
+        if self.frame is None or self.terms is None or not self.frame.is_identity:
             return True
         return self.X.dtype != self.dtype
 

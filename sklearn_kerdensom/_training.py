@@ -86,15 +86,17 @@ class StepTrace:
     def n_iter(self):
         return len(self.sigma)
 
-    def summary(self, tol):
-        """The public ``annealing_history_`` entry of this step."""
+    def summary(self, tol, frame, n_samples, n_features):
+        """The public ``annealing_history_`` entry of this step, with the width and objective in the units
+        of the data (those of the internal coordinates but for a power-of-two scale)."""
+        objective = frame.negative_log_likelihood_to_raw(np.asarray(self.objective), n_samples, n_features)
         return {
             "regularization": self.regularization,
-            "sigma": self.sigma[-1],
-            "objective": self.objective[-1],
+            "sigma": frame.variance_to_raw(self.sigma[-1]),
+            "objective": float(objective[-1]),
             "n_iter": self.n_iter,
             "converged": self.sigma_change[-1] <= tol,
-            "objective_per_iteration": np.asarray(self.objective),
+            "objective_per_iteration": objective,
         }
 
 

@@ -1,6 +1,7 @@
 """The KerDenSOM estimator: a kernel-density self-organizing map."""
 
 import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,7 +25,7 @@ from ._initialization import (
     random_memberships,
     width_from_nearest,
 )
-from ._kernels import KERNELS, OBJECTIVES, kernel_variance, sigma_from_kernel_variance
+from ._kernels import KERNELS, OBJECTIVES, sigma_from_kernel_variance
 from ._passes import (
     distance_rows,
     log_density_rows,
@@ -43,6 +44,37 @@ from ._training import Problem, anneal
 _RELATIVE_VARIANCE_FLOOR = 1e-12
 
 _MEMBERSHIP_SUM_TOL = 1e-4
+
+
+class _Count(Interval):
+    """An integer interval that refuses booleans: ``n_columns=True`` is a mistake, not a map of 1."""
+
+    def __init__(self, left):
+        super().__init__(Integral, left, None, closed="left")
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, bool) and super().is_satisfied_by(val)
+
+    def __str__(self):
+        return f"{super().__str__()} (not a bool)"
+
+
+@dataclass(frozen=True)
+class FittedSettings:
+    """What a fitted map's predictions depend on, frozen at ``fit``: ``set_params`` afterwards changes
+    the next fit, never the predictions of this one. ``kernel_variance`` is in internal units."""
+
+    n_columns: int
+    n_rows: int
+    topology: str
+    objective: str
+    kernel: str
+    df: float
+    kernel_variance: float
+
+    @property
+    def n_nodes(self):
+        return self.n_columns * self.n_rows
 
 
 class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
@@ -144,16 +176,16 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
     """
 
     _parameter_constraints: dict = {
-        "n_columns": [Interval(Integral, 1, None, closed="left")],
-        "n_rows": [Interval(Integral, 1, None, closed="left")],
+        "n_columns": [_Count(1)],
+        "n_rows": [_Count(1)],
         "topology": [StrOptions(set(TOPOLOGIES))],
         "kernel": [StrOptions(set(KERNELS))],
         "df": [Interval(Real, 0, None, closed="neither")],
         "reg_initial": [Interval(Real, 0, None, closed="left")],
         "reg_final": [Interval(Real, 0, None, closed="left")],
-        "annealing_steps": [Interval(Integral, 1, None, closed="left")],
+        "annealing_steps": [_Count(1)],
         "objective": [StrOptions(set(OBJECTIVES))],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [_Count(1)],
         "tol": [Interval(Real, 0, None, closed="left")],
         "init": [StrOptions({"pca", "random"}), "array-like"],
         "standardize": ["boolean"],
@@ -198,12 +230,13 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
 
     @property
     def n_nodes(self):
-        """Number of map nodes, ``n_columns * n_rows``."""
-        return self.n_columns * self.n_rows
+        """Number of map nodes, ``n_columns * n_rows`` (as Python ints: NumPy's small ints overflow)."""
+        return int(self.n_columns) * int(self.n_rows)
 
-    def _dtypes(self, data_dtype):
+    @staticmethod
+    def _dtypes(objective, data_dtype):
         """Compute and storage dtypes: Xmipp accumulates in float64 and stores in the data's dtype."""
-        if self.objective == "xmipp":
+        if objective == "xmipp":
             return np.dtype(np.float64), np.dtype(data_dtype)
         return np.dtype(data_dtype), np.dtype(np.float64)
 
@@ -227,16 +260,18 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         X = self._validated_input(X, reset=True)
         schedule = regularization_schedule(self.reg_initial, self.reg_final, self.annealing_steps)
         random_state = check_random_state(self.random_state)
-        dtype, storage_dtype = self._dtypes(X.dtype)
+        dtype, storage_dtype = self._dtypes(self.objective, X.dtype)
+        n_columns, n_rows = int(self.n_columns), int(self.n_rows)
         # The frame's first pass reads every value and stops at NaN and infinities (a Dask array's blocks
-        # are checked as they are read): the fit's hundreds of passes need not check them again.
-        frame = fit_frame(X, self.standardize)
+        # are checked as they are read): the fit's hundreds of passes need not check them again. Xmipp's
+        # rules round in Xmipp's coordinates, so only the likelihood may centre the data.
+        frame = fit_frame(X, self.standardize, dtype, may_centre=self.objective == "likelihood")
         samples = samples_of(X, frame, dtype, self.n_nodes, values_checked=True).cache_terms()
         n_features = X.shape[1]
-        variance_floor = _RELATIVE_VARIANCE_FLOOR * frame.mean_square
+        variance_floor = _RELATIVE_VARIANCE_FLOOR * frame.spread
         problem = Problem(
             samples=samples,
-            smoothness=smoothness_matrix(self.n_columns, self.n_rows, self.topology),
+            smoothness=smoothness_matrix(n_columns, n_rows, self.topology),
             kernel=self.kernel,
             df=float(self.df),
             objective=self.objective,
@@ -255,12 +290,21 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
 
         self._frame = frame
         self._internal_centers = code_vectors
+        self._fitted = FittedSettings(
+            n_columns=n_columns,
+            n_rows=n_rows,
+            topology=self.topology,
+            objective=self.objective,
+            kernel=self.kernel,
+            df=float(self.df),
+            kernel_variance=problem.variance(sigma),
+        )
         self.cluster_centers_ = frame.to_raw(code_vectors).astype(X.dtype)
-        self.sigma_ = float(sigma)
-        self.annealing_history_ = [trace.summary(self.tol) for trace in traces]
+        self.sigma_ = frame.variance_to_raw(float(sigma))
+        self.annealing_history_ = [trace.summary(self.tol, frame, *X.shape) for trace in traces]
         self.n_iter_ = sum(trace.n_iter for trace in traces)
         self.converged_ = bool(self.annealing_history_[-1]["converged"])
-        self.node_positions_ = node_positions(self.n_columns, self.n_rows, self.topology)
+        self.node_positions_ = node_positions(n_columns, n_rows, self.topology)
         self._n_features_out = self.n_nodes
         self.labels_ = nearest_nodes(samples, code_vectors)[0]
         if not self.converged_:
@@ -276,7 +320,9 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         """Initial code vectors (internal coordinates, float64) and width."""
         n_samples = samples.shape[0]
         if isinstance(self.init, str) and self.init == "pca":
-            code_vectors = pca_code_vectors(samples, self.n_columns, self.n_rows, self.topology, random_state)
+            code_vectors = pca_code_vectors(
+                samples, int(self.n_columns), int(self.n_rows), self.topology, random_state
+            )
             code_vectors = code_vectors.astype(storage_dtype).astype(np.float64)
             sigma = width_from_nearest(samples, code_vectors, self.kernel, self.objective)
             return code_vectors, sigma
@@ -326,12 +372,12 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         """Fitted-state checks, and the samples of ``X`` in the fitted frame."""
         check_is_fitted(self)
         X = self._validated_input(X, reset=False)
-        dtype, _ = self._dtypes(X.dtype)
-        return samples_of(X, self._frame, dtype, self.n_nodes), X.dtype
+        dtype, _ = self._dtypes(self._fitted.objective, X.dtype)
+        return samples_of(X, self._frame, dtype, self._fitted.n_nodes), X.dtype
 
     def _kernel_parameters(self):
-        variance = kernel_variance(self.sigma_, self.n_features_in_, self.kernel, self.objective)
-        return {"variance": variance, "kernel": self.kernel, "df": self.df}
+        fitted = self._fitted
+        return {"variance": fitted.kernel_variance, "kernel": fitted.kernel, "df": fitted.df}
 
     def predict(self, X):
         """Node of highest membership (the nearest code vector) of each sample.
@@ -364,7 +410,11 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         """
         samples, dtype = self._samples(X)
         memberships = per_sample(
-            samples, self._internal_centers, membership_rows, self.n_nodes, **self._kernel_parameters()
+            samples,
+            self._internal_centers,
+            membership_rows,
+            self._fitted.n_nodes,
+            **self._kernel_parameters(),
         )
         return memberships.astype(dtype)
 
@@ -383,7 +433,8 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         distances : ndarray of shape (n_samples, n_nodes)
         """
         samples, dtype = self._samples(X)
-        return per_sample(samples, self._internal_centers, distance_rows, self.n_nodes).astype(dtype)
+        distances = per_sample(samples, self._internal_centers, distance_rows, self._fitted.n_nodes)
+        return self._frame.distance_to_raw(distances).astype(dtype)
 
     def score_samples(self, X):
         """Log density of each sample under the fitted kernel density.
@@ -404,7 +455,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         log_density = per_sample(
             samples, self._internal_centers, log_density_rows, **self._kernel_parameters()
         )
-        return log_density + self._frame.log_jacobian()
+        return log_density + self._frame.log_jacobian(self.n_features_in_)
 
     def score(self, X, y=None):
         """Mean log density of ``X`` (higher is better), for model selection on held-out data.

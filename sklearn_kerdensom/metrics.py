@@ -13,7 +13,7 @@ from ._topology import adjacency_matrix
 
 def _distances_to_centers(som, X):
     samples, _ = som._samples(X)
-    return np.asarray(per_sample(samples, som._internal_centers, sq_distance_rows, som.n_nodes))
+    return np.asarray(per_sample(samples, som._internal_centers, sq_distance_rows, som._fitted.n_nodes))
 
 
 def quantization_error(som, X):
@@ -32,7 +32,7 @@ def quantization_error(som, X):
     error : float
     """
     sq_distances = _distances_to_centers(som, X)
-    return float(np.mean(np.sqrt(np.min(sq_distances, axis=1))))
+    return float(som._frame.distance_to_raw(np.mean(np.sqrt(np.min(sq_distances, axis=1)))))
 
 
 def topographic_error(som, X):
@@ -50,12 +50,13 @@ def topographic_error(som, X):
     -------
     error : float in [0, 1]
     """
-    if som.n_nodes < 2:
-        check_is_fitted(som)
+    check_is_fitted(som)
+    fitted = som._fitted
+    if fitted.n_nodes < 2:
         return 0.0
     sq_distances = _distances_to_centers(som, X)
     nearest_two = np.argsort(sq_distances, axis=1)[:, :2]
-    adjacency = adjacency_matrix(som.n_columns, som.n_rows, som.topology)
+    adjacency = adjacency_matrix(fitted.n_columns, fitted.n_rows, fitted.topology)
     neighbours = adjacency[nearest_two[:, 0], nearest_two[:, 1]] > 0
     return float(np.mean(~neighbours))
 
@@ -78,8 +79,9 @@ def u_matrix(som):
         neighbours (a 1 x 1 map) gets 0.
     """
     check_is_fitted(som)
+    fitted = som._fitted
     centers = som._internal_centers
-    adjacency = adjacency_matrix(som.n_columns, som.n_rows, som.topology)
+    adjacency = adjacency_matrix(fitted.n_columns, fitted.n_rows, fitted.topology)
     sq_norms = np.einsum("ij,ij->i", centers, centers)
     sq_distances = sq_norms[:, None] + sq_norms[None, :] - 2.0 * centers @ centers.T
     distances = np.sqrt(np.maximum(sq_distances, 0.0))
@@ -87,7 +89,7 @@ def u_matrix(som):
     mean_distance = np.divide(
         (adjacency * distances).sum(axis=1),
         degree,
-        out=np.zeros(som.n_nodes),
+        out=np.zeros(fitted.n_nodes),
         where=degree > 0,
     )
-    return mean_distance.reshape(som.n_rows, som.n_columns)
+    return som._frame.distance_to_raw(mean_distance).reshape(fitted.n_rows, fitted.n_columns)

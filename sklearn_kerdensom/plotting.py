@@ -247,7 +247,7 @@ def plot_class_map(averager, *, kind="averages", fig=None, **kwargs):
         raise ValueError(
             "This averager has no representatives_ (its pipeline cannot invert the code vectors)."
         )
-    topology = _kerdensom(averager).topology
+    topology = _kerdensom(averager)._fitted.topology
     if fig is None:
         figsize = _map_figsize(_cell_centres(averager.node_positions_, topology), n_panels=len(kinds))
         fig = _pyplot().figure(figsize=figsize, layout="constrained")
@@ -351,7 +351,7 @@ def plot_u_matrix(som, *, ax=None, cmap="viridis"):
     fig, ax = plot_node_values(
         u_matrix(som).ravel(),
         som.node_positions_,
-        topology=som.topology,
+        topology=som._fitted.topology,
         ax=ax,
         cmap=cmap,
         label="mean distance to neighbours",

@@ -90,3 +90,32 @@ def test_predict_before_fit(blobs):
 
     with pytest.raises(NotFittedError):
         KerDenSOM().predict(blobs)
+
+
+@pytest.mark.parametrize("name", ["n_columns", "n_rows", "annealing_steps", "max_iter"])
+def test_boolean_counts_are_refused(blobs, name):
+    # On main: n_columns=True was a map of one column.
+    with pytest.raises(ValueError, match=f"'{name}' parameter.*not a bool.*Got True"):
+        KerDenSOM(**{"n_columns": 2, "n_rows": 2, name: True}).fit(blobs)
+
+
+def test_numpy_small_integer_map_sizes_do_not_overflow(blobs):
+    # On main: np.int8(20) * np.int8(20) overflowed to -112 nodes.
+    som = KerDenSOM(np.int8(20), np.int8(20), annealing_steps=1, max_iter=2).fit(blobs[:40])
+    assert som.n_nodes == 400
+    assert som.cluster_centers_.shape == (400, blobs.shape[1])
+    assert som.predict_proba(blobs[:5]).shape == (5, 400)
+
+
+def test_empty_initial_node_starts_at_the_data_mean(blobs):
+    # The documented start of a node without initial memberships; on main it was the origin.
+    from sklearn_kerdensom._frame import fit_frame
+    from sklearn_kerdensom._initialization import from_memberships
+    from sklearn_kerdensom._samples import samples_of
+
+    memberships = np.zeros((len(blobs), 4))
+    memberships[:, :3] = np.random.default_rng(0).dirichlet(np.ones(3), size=len(blobs))
+    samples = samples_of(blobs, fit_frame(blobs, standardize=False), np.float64, 4)
+    code_vectors, _ = from_memberships(samples, memberships, np.float64)
+    np.testing.assert_allclose(code_vectors[3], blobs.mean(axis=0))
+    assert not np.allclose(code_vectors[:3], blobs.mean(axis=0))
