@@ -13,6 +13,8 @@ every row, which is only right for even rows and makes its operator asymmetric
 (reference §3 and §13.6); we do not reproduce that.
 """
 
+import os
+
 import numpy as np
 
 TOPOLOGIES = ("rect", "hex")
@@ -78,3 +80,29 @@ def smoothness_matrix(n_columns, n_rows, topology):
     adjacency = adjacency_matrix(n_columns, n_rows, topology)
     kappa = neighbour_divisor(n_columns, n_rows, topology)
     return (np.diag(adjacency.sum(axis=1)) - adjacency) / kappa
+
+
+# A fit holds a few dense (n_nodes, n_nodes) float64 matrices at once: smoothness, system, inverse.
+_NODE_MATRICES = 3
+
+
+def _physical_memory():
+    """Bytes of physical memory, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_map_fits_in_memory(n_columns, n_rows):
+    """A ValueError, before any work, for a map whose node-by-node matrices exceed physical memory
+    (a 20000 x 20000 map would otherwise fail with a bare MemoryError, or swap)."""
+    n_nodes = int(n_columns) * int(n_rows)
+    needed = _NODE_MATRICES * 8 * n_nodes**2
+    available = _physical_memory()
+    if available is not None and needed > available:
+        raise ValueError(
+            f"a {n_columns} x {n_rows} map has {n_nodes} nodes, whose node-by-node matrices need "
+            f"{needed / 2**30:.3g} GiB, more than this machine's {available / 2**30:.3g} GiB of memory; "
+            "use a smaller map"
+        )

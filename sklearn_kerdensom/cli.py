@@ -1,16 +1,18 @@
 """The ``kerdensom`` command: classify RELION particles, or run the demo, from a terminal.
 
 Exit codes: 0 success; 1 a problem with the input or output files or the data;
-2 an invalid command line or impossible parameters. Errors are one line on
-standard error, without a traceback. Outputs are written to a temporary
-directory beside ``--out`` and moved into place at the end, so a failed run
-leaves nothing partial behind.
+2 an invalid command line or impossible parameters; 130 and 143 interrupted
+(Ctrl-C, SIGTERM). Errors are one line on standard error, without a traceback.
+Outputs are written to a staging directory beside ``--out`` and moved into
+place at the end, so a failed or interrupted run leaves nothing behind, and
+``--out`` never loses a file this tool did not write (:mod:`._output_directory`).
 """
 
 import argparse
 import json
+import math
 import platform
-import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -22,21 +24,19 @@ from sklearn.pipeline import make_pipeline
 
 from . import __version__
 from ._annealing import regularization_schedule
+from ._output_directory import MANIFEST_KEY, SUMMARY, OutputDirectory, OutputRefused
+from ._topology import check_map_fits_in_memory
 from .averaging import ClassAverager, mean_per_class
 from .estimator import KerDenSOM
 from .masking import MaskVectorizer, circular_mask
 
-OUTPUTS = (
-    "averages.mrcs",
-    "representatives.mrcs",
-    "particles.star",
-    "classes.star",
-    "summary.json",
-)
-
 
 class UsageError(ValueError):
     """An invalid command line or impossible parameters (exit code 2)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the run cleans up after itself."""
 
 
 def _positive_int(text):
@@ -152,16 +152,27 @@ def _estimator(args):
     try:
         som._validate_params()
         regularization_schedule(args.reg_initial, args.reg_final, args.steps)
+        check_map_fits_in_memory(args.columns, args.rows)
     except ValueError as error:
         raise UsageError(str(error)) from None
     return som
 
 
-def _check_output(out, overwrite):
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"output directory {out} already exists; use --overwrite to replace it")
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a directory")
+@contextmanager
+def _output_directory(args, inputs=()):
+    """The run's :class:`OutputDirectory`, checked and staged before any work; the staged outputs are
+    published when the body returns, and discarded if it fails or is interrupted."""
+    output = OutputDirectory(args.out, args.overwrite, inputs)
+    try:
+        output.check()
+    except OutputRefused as error:
+        raise UsageError(str(error)) from None
+    output.stage()
+    try:
+        yield output
+        output.publish()
+    finally:
+        output.discard()
 
 
 def _read_mask(path):
@@ -231,8 +242,22 @@ def _summary(averager, images, mask, args, pixel_size):
     }
 
 
-def _write_outputs(averager, summary, args, *, metadata=None, pixel_size=None, figures=None):
-    """Write every output into a staging directory, then move it to ``args.out`` in one step.
+def _json_value(value):
+    """``value`` for JSON: NumPy arrays as lists, NaN and infinities (e.g. an undefined correlation) as
+    null, since JSON has no such numbers."""
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_json_value(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_outputs(averager, summary, args, staging, *, metadata=None, pixel_size=None, figures=None):
+    """Write every output into the staging directory, ``summary.json`` (with the manifest) last.
 
     ``figures`` maps extra PNG file names to functions that draw them (returning ``(fig, ax)``).
     """
@@ -240,39 +265,41 @@ def _write_outputs(averager, summary, args, *, metadata=None, pixel_size=None, f
     from .plotting import plot_class_map
 
     figures = {"map.png": lambda: plot_class_map(averager, kind="both"), **(figures or {})}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent))
-    try:
-        start = time.perf_counter()
-        write_class_averager(averager, staging, metadata=metadata, pixel_size=pixel_size)
-        for name, draw in figures.items():
-            figure, _ = draw()
-            figure.savefig(staging / name, dpi=120)
-        summary["timings"]["write_s"] = time.perf_counter() - start
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
-        if args.out.exists():
-            shutil.rmtree(args.out)
-        staging.rename(args.out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _say(args, f"wrote {args.out}: {', '.join([*OUTPUTS, *figures])}")
+    start = time.perf_counter()
+    write_class_averager(averager, staging, metadata=metadata, pixel_size=pixel_size)
+    for name, draw in figures.items():
+        figure, _ = draw()
+        figure.savefig(staging / name, dpi=120)
+    summary["timings"]["write_s"] = time.perf_counter() - start
+    summary[MANIFEST_KEY] = sorted([*(path.name for path in staging.iterdir()), SUMMARY])
+    text = json.dumps(_json_value(summary), indent=2, allow_nan=False)
+    (staging / SUMMARY).write_text(text + "\n")
+    return summary[MANIFEST_KEY]
+
+
+def _check_mask_file(path):
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"mask file not found: {path}")
 
 
 def _classify(args):
+    from .io import read_particle_table
+
     som = _estimator(args)
-    _check_output(args.out, args.overwrite)
-    with _temporary_files_in(args.scratch):
-        _classify_particles(args, som)
+    _check_mask_file(args.mask)
+    table = read_particle_table(args.star, image_root=args.image_root)
+    inputs = [args.star, *table.stack_paths.values(), *([args.mask] if args.mask is not None else [])]
+    with _output_directory(args, inputs) as output, _temporary_files_in(args.scratch):
+        written = _classify_particles(args, som, table, output.staging)
+    _say(args, f"wrote {args.out}: {', '.join(written)}")
 
 
-def _classify_particles(args, som):
+def _classify_particles(args, som, table, staging):
     from .io import load_particles
 
     start = time.perf_counter()
     particles = load_particles(
-        args.star,
-        image_root=args.image_root,
+        table,
         align=not args.no_align,
         pixel_size=args.pixel_size,
         scratch_dir=args.scratch,
@@ -290,12 +317,19 @@ def _classify_particles(args, som):
     averager, fit_s = _fit(particles.images, mask, som, args)
     summary = _summary(averager, particles.images, mask, args, particles.pixel_size)
     summary["timings"] = {"read_s": read_s, "fit_s": fit_s}
-    _write_outputs(averager, summary, args, metadata=particles.metadata, pixel_size=particles.pixel_size)
+    return _write_outputs(
+        averager, summary, args, staging, metadata=particles.metadata, pixel_size=particles.pixel_size
+    )
 
 
 def _demo(args):
     som = _estimator(args)
-    _check_output(args.out, args.overwrite)
+    with _output_directory(args) as output:
+        written = _run_demo(args, som, output.staging)
+    _say(args, f"wrote {args.out}: {', '.join(written)}")
+
+
+def _run_demo(args, som, staging):
     from .datasets import load_demo
 
     start = time.perf_counter()
@@ -306,10 +340,12 @@ def _demo(args):
     averager, fit_s = _fit(data.images, mask, som, args)
     summary = _summary(averager, data.images, mask, args, data.pixel_size)
     summary["timings"] = {"simulate_s": simulate_s, "fit_s": fit_s}
-    summary["path_correlation"] = _path_correlation(averager, data)
-    _say(args, f"path coordinate vs map position: R = {summary['path_correlation']:.3f}")
+    correlation = _path_correlation(averager, data)
+    summary["path_correlation"] = correlation
+    shown = f"{correlation:.3f}" if math.isfinite(correlation) else "undefined (too few particles or classes)"
+    _say(args, f"path coordinate vs map position: R = {shown}")
     figures = {"path.png": lambda: _plot_path_coordinate(averager, data)}
-    _write_outputs(averager, summary, args, pixel_size=data.pixel_size, figures=figures)
+    return _write_outputs(averager, summary, args, staging, pixel_size=data.pixel_size, figures=figures)
 
 
 def _plot_path_coordinate(averager, data):
@@ -332,7 +368,28 @@ def _path_correlation(averager, data):
     positions = averager.node_positions_[averager.labels_]
     design = np.column_stack([positions, np.ones(len(positions))])
     coefficients, *_ = np.linalg.lstsq(design, data.path_coordinate, rcond=None)
-    return float(np.corrcoef(design @ coefficients, data.path_coordinate)[0, 1])
+    fitted = design @ coefficients
+    if len(fitted) < 3 or np.ptp(fitted) == 0 or np.ptp(data.path_coordinate) == 0:
+        return math.nan  # undefined: too few particles, or every particle in one class
+    return float(np.corrcoef(fitted, data.path_coordinate)[0, 1])
+
+
+def _terminate(signal_number, frame):
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_interrupts():
+    """SIGTERM raises :class:`Terminated` while active (main thread only, where handlers can be set)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv=None):
@@ -342,7 +399,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        {"classify": _classify, "demo": _demo}[args.command](args)
+        with _sigterm_interrupts():
+            {"classify": _classify, "demo": _demo}[args.command](args)
+    except KeyboardInterrupt:
+        print("kerdensom: interrupted", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("kerdensom: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except MemoryError:
+        print("kerdensom: error: out of memory; try --scratch DIR, or a smaller map", file=sys.stderr)
+        return 1
     except UsageError as error:
         print(f"kerdensom: error: {error}", file=sys.stderr)
         return 2

@@ -35,7 +35,7 @@ from ._passes import (
     per_sample,
 )
 from ._samples import check_dask_samples, is_dask_array, samples_of
-from ._topology import TOPOLOGIES, node_positions, smoothness_matrix
+from ._topology import TOPOLOGIES, check_map_fits_in_memory, node_positions, smoothness_matrix
 from ._training import Problem, anneal
 
 # The kernel variance never drops below this fraction of the data's mean square
@@ -262,6 +262,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         random_state = check_random_state(self.random_state)
         dtype, storage_dtype = self._dtypes(self.objective, X.dtype)
         n_columns, n_rows = int(self.n_columns), int(self.n_rows)
+        check_map_fits_in_memory(n_columns, n_rows)
         # The frame's first pass reads every value and stops at NaN and infinities (a Dask array's blocks
         # are checked as they are read): the fit's hundreds of passes need not check them again. Xmipp's
         # rules round in Xmipp's coordinates, so only the likelihood may centre the data.

@@ -10,6 +10,7 @@ written.
 
 import math
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import mrcfile
@@ -43,8 +44,17 @@ OUTPUT_FILES = {
 # --------------------------------------------------------------------------------------------------------
 
 
-def load_particles(star_path, *, image_root=None, align=True, pixel_size=None, scratch_dir=None, n_jobs=None):
-    """Load the particle images and metadata of a RELION STAR file.
+# The entries of read_particle_table's Bunch that load_particles reads.
+_TABLE_KEYS = ("star_path", "metadata", "optics", "addresses", "stack_paths")
+
+
+def read_particle_table(star_path, *, image_root=None):
+    """Read the particle table of a RELION STAR file and find its stacks, without reading any image.
+
+    Everything :func:`load_particles` checks before it reads pixels is checked
+    here, so a caller can, for instance, list the input files before reading
+    them, then pass the result to :func:`load_particles`, which does not parse
+    the STAR file again.
 
     Parameters
     ----------
@@ -56,6 +66,98 @@ def load_particles(star_path, *, image_root=None, align=True, pixel_size=None, s
         named ``dir/stack.mrcs`` is looked for, in order: as written if the
         path is absolute, else relative to the STAR file's directory; then
         ``image_root/dir/stack.mrcs`` and ``image_root/stack.mrcs``.
+
+    Returns
+    -------
+    table : :class:`~sklearn.utils.Bunch`
+        star_path : pathlib.Path
+            The STAR file.
+        image_root : pathlib.Path or None
+            ``image_root``, user directory expanded.
+        metadata : pandas.DataFrame of n_particles rows
+            The particle table with the optics block's columns merged in, as
+            returned by :func:`load_particles`.
+        optics : pandas.DataFrame or None
+            The optics block as read; None for a RELION 3.0 file.
+        addresses : list of (int, str)
+            For every particle, in row order: the image's index in its stack
+            (counted from 1) and the stack's name as written in the STAR file
+            (without RELION's ``:mrcs`` hint).
+        stack_paths : dict of str to pathlib.Path
+            Every stack name of ``addresses`` and the existing file it was
+            found at.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the STAR file, ``image_root`` or a stack it names does not exist.
+    ValueError
+        If the file has no ``rlnImageName`` column, a block it reads has a
+        column twice, an image name cannot be parsed or an optics group is not
+        defined.
+    """
+    star_path = Path(star_path)
+    if not star_path.is_file():
+        raise FileNotFoundError(f"STAR file not found: {star_path}")
+    image_root = _check_directory(image_root, "image_root")
+    particles, optics = _particle_and_optics_tables(starfile.read(star_path, always_dict=True), star_path)
+    metadata = _merge_optics(particles, optics, star_path)
+    addresses = [_parse_image_name(name, row, star_path) for row, name in enumerate(metadata[IMAGE_COLUMN])]
+    stacks = dict.fromkeys(stack for _, stack in addresses)
+    return Bunch(
+        star_path=star_path,
+        image_root=image_root,
+        metadata=metadata,
+        optics=optics,
+        addresses=addresses,
+        stack_paths={stack: _resolve_stack(stack, star_path, image_root) for stack in stacks},
+    )
+
+
+def _checked_table(star_path, image_root):
+    """The particle table of a STAR file path, or the one given (a :func:`read_particle_table` Bunch)."""
+    if not isinstance(star_path, Mapping):
+        return read_particle_table(star_path, image_root=image_root)
+    table = star_path
+    missing = [key for key in _TABLE_KEYS if key not in table]
+    if missing:
+        raise ValueError(
+            "star_path must be a STAR file or the result of read_particle_table; got a "
+            f"{type(table).__name__} without {', '.join(repr(key) for key in missing)}."
+        )
+    stacks = {stack for _, stack in table["addresses"]}
+    if len(table["addresses"]) != len(table["metadata"]) or not stacks <= table["stack_paths"].keys():
+        raise ValueError(
+            f"the particle table has {len(table['metadata'])} metadata rows and {len(table['addresses'])} "
+            f"image addresses, in {len(stacks)} stacks of which stack_paths has "
+            f"{len(stacks & table['stack_paths'].keys())}; pass a table of read_particle_table as it came."
+        )
+    image_root, table_root = _check_directory(image_root, "image_root"), table.get("image_root")
+    if image_root is not None and (table_root is None or Path(table_root).resolve() != image_root.resolve()):
+        raise ValueError(
+            f"image_root={str(image_root)!r} differs from the one the particle table's stacks were found "
+            f"with ({table_root}); pass image_root to read_particle_table instead."
+        )
+    return table
+
+
+def load_particles(star_path, *, image_root=None, align=True, pixel_size=None, scratch_dir=None, n_jobs=None):
+    """Load the particle images and metadata of a RELION STAR file.
+
+    Parameters
+    ----------
+    star_path : str, path-like or :class:`~sklearn.utils.Bunch`
+        A RELION 3.0 STAR file (one data block with ``rlnImageName``) or a
+        RELION 3.1+ one (``data_optics`` and ``data_particles`` blocks); or
+        such a file already read by :func:`read_particle_table`, whose stacks
+        are then read where it found them.
+    image_root : str or path-like, default=None
+        Where to look for stacks that are not where the STAR file says. A stack
+        named ``dir/stack.mrcs`` is looked for, in order: as written if the
+        path is absolute, else relative to the STAR file's directory; then
+        ``image_root/dir/stack.mrcs`` and ``image_root/stack.mrcs``. With a
+        table of :func:`read_particle_table`, None or the ``image_root`` it was
+        read with.
     align : bool, default=True
         Bring the images to the common frame (centred, in-plane angle 0) with
         the alignment in the file, by
@@ -106,21 +208,17 @@ def load_particles(star_path, *, image_root=None, align=True, pixel_size=None, s
         If the STAR file, ``image_root``, ``scratch_dir`` or a stack it names
         does not exist.
     ValueError
-        If the file has no ``rlnImageName`` column, an image index is out of
-        its stack, the images differ in size, a pixel is NaN or infinite, or
-        origins are in Å but no pixel size is known.
+        If the file has no ``rlnImageName`` column, a block it reads has a
+        column twice, an image index is out of its stack, a stack's header
+        does not match its size, the images differ in size, a pixel is NaN or
+        infinite, or origins are in Å but no pixel size is known.
     """
-    star_path = Path(star_path)
-    if not star_path.is_file():
-        raise FileNotFoundError(f"STAR file not found: {star_path}")
-    image_root = _check_directory(image_root, "image_root")
     scratch_dir = _check_directory(scratch_dir, "scratch_dir")
     pixel_size = _check_pixel_size(pixel_size)
+    table = _checked_table(star_path, image_root)
+    star_path, metadata, addresses = table["star_path"], table["metadata"], table["addresses"]
 
-    particles, optics = _particle_and_optics_tables(starfile.read(star_path, always_dict=True), star_path)
-    metadata = _merge_optics(particles, optics, star_path)
-    addresses = [_parse_image_name(name, row, star_path) for row, name in enumerate(metadata[IMAGE_COLUMN])]
-    images, header_pixel_size = _read_images(addresses, star_path, image_root, scratch_dir)
+    images, header_pixel_size = _read_images(addresses, star_path, table["stack_paths"], scratch_dir)
     _check_finite_images(images, addresses, star_path)
 
     if pixel_size is None:
@@ -135,7 +233,7 @@ def load_particles(star_path, *, image_root=None, align=True, pixel_size=None, s
     return Bunch(
         images=images,
         metadata=metadata,
-        optics=optics,
+        optics=table["optics"],
         pixel_size=pixel_size,
         shifts=shifts,
         psi=psi,
@@ -197,6 +295,7 @@ def _particle_and_optics_tables(blocks, star_path):
             f"{star_path} has no data block with the image column '{IMAGE_COLUMN}' (blocks found: {found})."
         )
     particles = tables[with_images[0]]
+    _check_unique_columns(particles, with_images[0], star_path)
     if len(particles) == 0:
         raise ValueError(f"{star_path}: the particle block data_{with_images[0]} has no rows.")
     optics_names = [
@@ -206,7 +305,21 @@ def _particle_and_optics_tables(blocks, star_path):
     ]
     if not optics_names:
         return particles, None
-    return particles, tables["optics" if "optics" in optics_names else optics_names[0]]
+    optics_name = "optics" if "optics" in optics_names else optics_names[0]
+    _check_unique_columns(tables[optics_name], optics_name, star_path)
+    return particles, tables[optics_name]
+
+
+def _check_unique_columns(table, block, star_path):
+    # starfile keeps a repeated loop label as a second column of the same name, which then selects a
+    # DataFrame instead of a column wherever it is used.
+    repeated = table.columns[table.columns.duplicated()]
+    if len(repeated):
+        label = repeated[0]
+        raise ValueError(
+            f"{star_path}: block data_{block} has the column {label!r} "
+            f"{int((table.columns == label).sum())} times; each column must appear once."
+        )
 
 
 def _merge_optics(particles, optics, star_path):
@@ -281,8 +394,51 @@ def _resolve_stack(stack, star_path, image_root):
     raise FileNotFoundError(f"stack {stack!r} named in {star_path} was not found; looked at: {looked}.{hint}")
 
 
+def _mrc_header_problem(path):
+    """Why the header of an MRC file does not describe its data block, or None when it does.
+
+    mrcfile maps a data block of the wrong size anyway, with only a warning, as sheared or garbage
+    images (or fails with an OverflowError on a negative size), so the sizes are checked here first.
+    """
+    with warnings.catch_warnings():
+        # The headers of older writers warn here; whether they are usable is decided below.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            with mrcfile.mrcfile.MrcFile(path, mode="r", permissive=True, header_only=True) as mrc:
+                header = mrc.header
+        except (ValueError, OverflowError) as error:
+            return str(error)
+    sizes = {"nx": int(header.nx), "ny": int(header.ny), "nz": int(header.nz)}
+    if mrcfile.utils.spacegroup_is_volume_stack(header.ispg):
+        sizes["mz"] = int(header.mz)
+    described = ", ".join(f"{name}={size}" for name, size in sizes.items())
+    if min(sizes.values()) < 1:
+        return f"its header gives the sizes {described}; expected positive sizes"
+    try:
+        dtype = mrcfile.utils.data_dtype_from_header(header)
+    except ValueError as error:
+        return f"its header gives data mode {int(header.mode)}, which is not an MRC mode ({error})"
+    extended = int(header.nsymbt)
+    after_header = Path(path).stat().st_size - header.nbytes
+    if after_header < extended:
+        return (
+            f"its header gives an extended header of {extended} bytes, but the file has {after_header} bytes "
+            f"after its {header.nbytes}-byte header"
+        )
+    expected = math.prod(mrcfile.utils.data_shape_from_header(header)) * dtype.itemsize
+    if after_header - extended != expected:
+        return (
+            f"its header ({described}, mode {int(header.mode)}: {dtype.name}, extended header {extended} "
+            f"bytes) calls for {expected} bytes of data, but the file holds {after_header - extended}"
+        )
+    return None
+
+
 def _open_mrc(path):
     """An open read-only memory-mapped MRC file, accepting the headers of older writers."""
+    problem = _mrc_header_problem(path)
+    if problem is not None:
+        raise ValueError(f"{path} is not a readable MRC file: {problem}.")
     try:
         return mrcfile.mmap(path, mode="r")
     except ValueError as strict_error:
@@ -340,8 +496,11 @@ def _image_chunks(n_images, image_shape):
     return sample_chunks(n_images, math.prod(image_shape), 1)
 
 
-def _read_images(addresses, star_path, image_root, scratch_dir):
-    """Images (n, h, w) float32 in row order, and the stacks' common voxel size (None if unset)."""
+def _read_images(addresses, star_path, stack_paths, scratch_dir):
+    """Images (n, h, w) float32 in row order, and the stacks' common voxel size (None if unset).
+
+    ``stack_paths`` maps every stack name of ``addresses`` to its file.
+    """
     rows_by_stack = {}
     for row, (_, stack) in enumerate(addresses):
         rows_by_stack.setdefault(stack, []).append(row)
@@ -349,7 +508,7 @@ def _read_images(addresses, star_path, image_root, scratch_dir):
 
     images, first_stack, voxel_sizes = None, None, set()
     for stack, rows in rows_by_stack.items():
-        stack_images, voxel_size = _map_stack(_resolve_stack(stack, star_path, image_root))
+        stack_images, voxel_size = _map_stack(stack_paths[stack])
         rows = np.asarray(rows)
         _check_indices(indices[rows], rows, stack_images.shape[0], stack, star_path)
         if images is None:

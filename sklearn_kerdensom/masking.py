@@ -1,5 +1,7 @@
 """Images to vectors of the pixels inside a mask, and back."""
 
+import math
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_array
@@ -26,9 +28,17 @@ def circular_mask(shape, radius, soft_edge=0.0):
     -------
     mask : ndarray of shape ``shape``
         bool, or float64 in [0, 1] when ``soft_edge > 0``.
+
+    Raises
+    ------
+    ValueError
+        If ``shape`` is not two positive sizes, ``radius`` is not a finite
+        number > 0 or ``soft_edge`` is not a finite number >= 0.
     """
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"shape must be (height, width) with positive sizes; got {shape}.")
+    radius = _finite_number(radius, "radius")
+    soft_edge = _finite_number(soft_edge, "soft_edge")
     if radius <= 0:
         raise ValueError(f"radius must be > 0 pixels; got {radius}.")
     if soft_edge < 0:
@@ -41,6 +51,18 @@ def circular_mask(shape, radius, soft_edge=0.0):
     return 0.5 * (1.0 + np.cos(np.pi * fall_off))
 
 
+def _finite_number(value, name):
+    # NaN passes every comparison check (NaN <= 0 is False), and an infinite radius or edge is no disc.
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number of pixels; got {value!r}.")
+    return number
+
+
+# Soft masks saved in float32, or resampled, stray from [0, 1] by rounding errors of this order.
+_MASK_TOLERANCE = 1e-6
+
+
 class MaskVectorizer(TransformerMixin, BaseEstimator):
     """Turn images into vectors of the pixels inside a mask (Xmipp's ``image_vectorize``).
 
@@ -49,7 +71,12 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
     mask : array-like of shape (height, width), default=None
         Boolean, or soft with values in [0, 1]: pixels are weighted by the mask
         value and pixels of weight 0 are dropped. (Xmipp truncates soft masks to
-        integers, keeping only pixels of value 1; we keep the weights.)
+        integers, keeping only pixels of value 1; we keep the weights.) Values
+        within 1e-6 of [0, 1], rounding errors of the program that made the
+        mask, are taken as 0 or 1. A weight so small that it is 0 in the dtype
+        of the images (below about 1e-45 for float32) erases its pixel from
+        the vectors, so :meth:`inverse_transform` gives 0 there, as outside the
+        mask.
     image_shape : tuple of int, default=None
         ``(height, width)`` of flattened input images ``(n, height * width)``.
         Without it, flattened input takes the mask's shape, and with neither
@@ -92,10 +119,12 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
             raise ValueError(f"mask must be a 2-D image; got shape {mask.shape}.")
         if mask.dtype != bool:
             mask = check_array(mask, dtype=np.float64, input_name="mask")
-            if mask.min() < 0 or mask.max() > 1:
-                raise ValueError(
-                    f"mask values must be in [0, 1]; got values from {mask.min():g} to {mask.max():g}."
-                )
+            low, high = float(mask.min()), float(mask.max())
+            if low < -_MASK_TOLERANCE or high > 1 + _MASK_TOLERANCE:
+                # repr, not a rounded format: a value just outside [0, 1] must show why it is refused.
+                raise ValueError(f"mask values must be in [0, 1]; got values from {low!r} to {high!r}.")
+            # np.clip makes a new array: check_array may have returned the user's own mask.
+            mask = np.clip(mask, 0.0, 1.0)
         if not np.any(mask):
             raise ValueError("mask selects no pixel: every value is 0.")
         return mask
@@ -232,7 +261,9 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
         Returns
         -------
         images : ndarray of shape (n_images, height, width)
-            Or (n_images, n_features) when 2-D input passed through.
+            Or (n_images, n_features) when 2-D input passed through. In the
+            dtype of ``X``; pixels whose weight is 0 in that dtype are 0, as
+            :meth:`transform` erased them.
         """
         check_is_fitted(self)
         vectors = check_array(X, dtype=[np.float64, np.float32], input_name="X")
@@ -240,8 +271,12 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"vectors have {vectors.shape[1]} values, but the mask has {len(self.pixel_indices_)} pixels."
             )
+        # The weights as transform applied them. One that underflowed to 0 in the vectors' dtype left
+        # nothing of its pixel to recover, and dividing by it would give 0 / 0 = NaN.
+        weights = self.pixel_weights_.astype(vectors.dtype)
+        kept = weights != 0
         flat = np.zeros((len(vectors), self.n_features_in_), dtype=vectors.dtype)
-        flat[:, self.pixel_indices_] = vectors / self.pixel_weights_.astype(vectors.dtype)
+        flat[:, self.pixel_indices_[kept]] = vectors[:, kept] / weights[kept]
         if self.image_shape_ is None:
             return flat
         return flat.reshape(len(vectors), *self.image_shape_)

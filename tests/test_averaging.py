@@ -88,6 +88,23 @@ def test_representatives_come_back_through_the_mask(adk_states):
     )
 
 
+def test_soft_mask_weights_that_vanish_in_float32_give_no_nan_representatives():
+    images = np.random.default_rng(0).normal(size=(60, 16, 16)).astype(np.float32)
+    mask = circular_mask((16, 16), 5, soft_edge=3)
+    # The outer ring of the soft edge weighted 1e-50: 0 once the float32 images are weighted.
+    tiny = (mask > 0) & (mask < 0.3)
+    mask[tiny] = 1e-50
+    pipeline = make_pipeline(
+        MaskVectorizer(mask), KerDenSOM(3, 3, random_state=0, max_iter=20, annealing_steps=2)
+    )
+    representatives = ClassAverager(pipeline).fit(images).representatives_
+    assert representatives.dtype == np.float32
+    assert not np.isnan(representatives).any()
+    # The weighting left nothing of these pixels to bring back: they are 0, as outside the mask.
+    np.testing.assert_array_equal(representatives[:, tiny], 0)
+    assert np.all(representatives[:, mask >= 0.3].any(axis=0))
+
+
 def test_plain_clusterer_and_empty_classes():
     rng = np.random.default_rng(0)
     images = np.concatenate([rng.normal(size=(20, 6, 6)), rng.normal(size=(20, 6, 6)) + 5])

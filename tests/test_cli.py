@@ -225,10 +225,10 @@ def test_existing_output_directory_needs_overwrite(tmp_path):
     code, _, stderr = kerdensom(*arguments, "--out", out)
     assert code == 1 and "already exists; use --overwrite" in stderr
     assert [path.name for path in out.iterdir()] == ["keep.txt"]
+    # --overwrite replaces only an earlier run's output (tests/test_cli_outputs.py): never the user's file.
     code, _, stderr = kerdensom(*arguments, "--out", out, "--overwrite")
-    assert code == 0, stderr
-    assert not (out / "keep.txt").exists()
-    assert (out / "summary.json").exists()
+    assert code == 2 and "did not write (keep.txt)" in stderr
+    assert [path.name for path in out.iterdir()] == ["keep.txt"]
 
 
 def test_input_files_are_not_modified(tmp_path):

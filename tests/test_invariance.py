@@ -111,7 +111,10 @@ def test_property_offset_invariance(dtype, sixteenths):
     so that ``X + c`` is exact in float32)."""
     X = four_clusters(dtype)
     offset = sixteenths / 16
-    assert_same_map(fit(X + dtype(offset)), fit(X), offset=offset)
+    # In float32 the products of X and of X + c round differently (X + c is centred only when c exceeds
+    # the spread), and a step stops within tol of its fixed point, not on it: about 1e-5 of the spread.
+    rtol = 1e-4 if dtype is np.float32 else 1e-6
+    assert_same_map(fit(X + dtype(offset)), fit(X), offset=offset, rtol=rtol)
 
 
 @settings(max_examples=15, deadline=None)

@@ -16,7 +16,14 @@ import starfile
 
 from sklearn_kerdensom import _chunks, _samples
 from sklearn_kerdensom.alignment import apply_alignment
-from sklearn_kerdensom.io import OUTPUT_FILES, load_particles, read_stack, write_classification
+from sklearn_kerdensom.io import (
+    OUTPUT_FILES,
+    dask_stack,
+    load_particles,
+    read_particle_table,
+    read_stack,
+    write_classification,
+)
 
 PARTICLES = Path(__file__).parent / "data" / "particles"
 RELION30_STAR = PARTICLES / "rln_proj_64.star"
@@ -429,6 +436,186 @@ def test_optics_group_not_in_optics_block(tmp_path):
     )
     with pytest.raises(ValueError, match=r"row 1 .*optics group 2"):
         load_particles(star, align=False)
+
+
+def _stack_with_header(path, **fields):
+    """A stack of 5 float32 images of 64 x 64 px whose header fields are then overwritten, as in a
+    corrupted file or one whose header a faulty writer got wrong."""
+    _write_mrc(path, _stack(5, size=64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with mrcfile.open(path, mode="r+") as mrc:
+            for name, value in fields.items():
+                setattr(mrc.header, name, value)
+    return path
+
+
+def _load_through_star(stack):
+    star = _write_star(stack.parent / "particles.star", {"rlnImageName": [f"1@{stack.name}"]})
+    return load_particles(star, align=False)
+
+
+def _dask_stack(stack):
+    pytest.importorskip("dask")
+    return dask_stack(stack)
+
+
+MRC_READERS = pytest.mark.parametrize(
+    "reader",
+    [read_stack, _load_through_star, _dask_stack],
+    ids=["read_stack", "load_particles", "dask_stack"],
+)
+
+
+@MRC_READERS
+@pytest.mark.parametrize(
+    ("fields", "described", "expected", "actual"),
+    [
+        ({"nx": 63}, "nx=63, ny=64, nz=5, mode 2: float32", 80640, 81920),  # sheared rows
+        ({"mode": 1}, "nx=64, ny=64, nz=5, mode 1: int16", 40960, 81920),  # float bits read as integers
+        ({"nz": 4}, "nx=64, ny=64, nz=4, mode 2: float32", 65536, 81920),
+        ({"nz": 7}, "nx=64, ny=64, nz=7, mode 2: float32", 114688, 81920),
+    ],
+)
+def test_header_that_disagrees_with_the_file_size(tmp_path, reader, fields, described, expected, actual):
+    stack = _stack_with_header(tmp_path / "stack.mrcs", **fields)
+    with pytest.raises(ValueError) as error:
+        reader(stack)
+    message = str(error.value)
+    assert message.startswith(f"{stack} is not a readable MRC file: its header ({described}")
+    assert f"calls for {expected} bytes of data, but the file holds {actual}" in message
+
+
+@MRC_READERS
+@pytest.mark.parametrize("fields", [{"nz": -5}, {"nx": 0}, {"ny": -(2**31)}])
+def test_header_size_below_one_is_a_one_line_error(tmp_path, reader, fields):
+    stack = _stack_with_header(tmp_path / "stack.mrcs", **fields)
+    with pytest.raises(
+        ValueError, match=r"stack\.mrcs is not a readable MRC file: .*expected positive"
+    ) as error:
+        reader(stack)
+    ((name, value),) = fields.items()
+    assert f"{name}={value}" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("block", "column"),
+    [("particles", "rlnAnglePsi"), ("particles", "rlnImageName"), ("optics", "rlnImagePixelSize")],
+)
+def test_repeated_column_is_refused(tmp_path, block, column):
+    _write_mrc(tmp_path / "stack.mrcs", _stack(2))
+    blocks = {
+        "optics": {"rlnOpticsGroup": ["1"], "rlnImagePixelSize": ["2.0"]},
+        "particles": {
+            "rlnImageName": ["1@stack.mrcs", "2@stack.mrcs"],
+            "rlnOpticsGroup": ["1", "1"],
+            "rlnAnglePsi": ["10.0", "20.0"],
+        },
+    }
+    # starfile cannot write a repeated column, so the file is written by hand.
+    text = ""
+    for name, columns in blocks.items():
+        labels = [*columns, column] if name == block else list(columns)
+        values = [*columns.values(), columns[column]] if name == block else list(columns.values())
+        text += f"\ndata_{name}\n\nloop_\n" + "".join(f"_{label}\n" for label in labels)
+        text += "".join(" ".join(row) + "\n" for row in zip(*values, strict=True))
+    star = tmp_path / "particles.star"
+    star.write_text(text)
+    with pytest.raises(
+        ValueError, match=rf"particles\.star: block data_{block} has the column '{column}' 2 times"
+    ):
+        load_particles(star, align=False)
+
+
+def test_read_particle_table_finds_the_stacks_without_reading_them(tmp_path, monkeypatch):
+    star = _relocated_relion31(tmp_path)
+
+    def no_mrc_reading(*args, **kwargs):
+        raise AssertionError("an MRC file was opened")
+
+    monkeypatch.setattr(mrcfile, "mmap", no_mrc_reading)
+    monkeypatch.setattr(mrcfile, "open", no_mrc_reading)
+    monkeypatch.setattr(mrcfile.mrcfile, "MrcFile", no_mrc_reading)
+    table = read_particle_table(star, image_root=PARTICLES)
+    monkeypatch.undo()
+
+    written = "Extract/job133/Micrographs/relion31.mrcs"
+    assert table.star_path == star
+    assert table.stack_paths == {written: PARTICLES / "relion31.mrcs"}
+    assert table.addresses == [(index, written) for index in range(1, 6)]
+    particles = load_particles(star, image_root=PARTICLES, align=False)
+    pd.testing.assert_frame_equal(table.metadata, particles.metadata)
+    pd.testing.assert_frame_equal(table.optics, particles.optics)
+
+    with pytest.raises(FileNotFoundError, match=r"stack 'Extract/job133/Micrographs/relion31\.mrcs'"):
+        read_particle_table(star)
+
+
+def test_stack_paths_of_every_image_name_form(tmp_path):
+    _write_mrc(tmp_path / "stack.mrcs", _stack(3))
+    (tmp_path / "sub").mkdir()
+    other = _write_mrc(tmp_path / "sub" / "other.mrcs", _stack(2))
+    names = ["2@stack.mrcs", "stack.mrcs", "3@stack.mrcs:mrcs", f"2@{other}", "1@sub/other.mrcs"]
+    star = _write_star(tmp_path / "particles.star", {"rlnImageName": names})
+
+    table = read_particle_table(star)
+
+    assert table.stack_paths == {
+        "stack.mrcs": tmp_path / "stack.mrcs",
+        str(other): other,
+        "sub/other.mrcs": tmp_path / "sub" / "other.mrcs",
+    }
+    assert table.addresses == [
+        (2, "stack.mrcs"),
+        (1, "stack.mrcs"),
+        (3, "stack.mrcs"),
+        (2, str(other)),
+        (1, "sub/other.mrcs"),
+    ]
+
+
+@pytest.mark.parametrize("star", [RELION30_STAR, RELION31_STAR])
+def test_load_particles_from_a_table_reads_the_star_file_once(monkeypatch, star):
+    expected = load_particles(star)
+    reads = []
+    read = starfile.read
+
+    def counting(*args, **kwargs):
+        reads.append(args)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(starfile, "read", counting)
+    table = read_particle_table(star)
+    particles = load_particles(table)
+
+    assert len(reads) == 1
+    assert particles.keys() == expected.keys()
+    for key in ("images", "shifts", "psi"):
+        np.testing.assert_array_equal(particles[key], expected[key])
+    pd.testing.assert_frame_equal(particles.metadata, expected.metadata)
+    assert particles.metadata.attrs == expected.metadata.attrs
+    assert particles.pixel_size == expected.pixel_size
+    if expected.optics is None:
+        assert particles.optics is None
+    else:
+        pd.testing.assert_frame_equal(particles.optics, expected.optics)
+
+
+def test_load_particles_table_errors(tmp_path):
+    star = _relocated_relion31(tmp_path)
+    table = read_particle_table(star, image_root=PARTICLES)
+    # The image_root it was read with, spelled differently, is the same.
+    images = load_particles(table, image_root=PARTICLES / ".." / "particles", align=False).images
+    assert images.shape == (5, 256, 256)
+    with pytest.raises(ValueError, match=r"image_root=.* differs from the one the particle table's stacks"):
+        load_particles(table, image_root=tmp_path, align=False)
+    with pytest.raises(ValueError, match="result of read_particle_table; got a dict without 'stack_paths'"):
+        load_particles({key: value for key, value in table.items() if key != "stack_paths"})
+    with pytest.raises(ValueError, match="4 metadata rows and 5 image addresses, in 1 stacks of which"):
+        load_particles({**table, "metadata": table.metadata.iloc[:4]})
+    with pytest.raises(ValueError, match="in 1 stacks of which stack_paths has 0"):
+        load_particles({**table, "stack_paths": {}})
 
 
 def test_bad_image_root_and_pixel_size(tmp_path):

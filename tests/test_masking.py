@@ -22,7 +22,16 @@ def test_circular_mask():
 
 
 @pytest.mark.parametrize(
-    "args, message", [(((8, 8), 0), "radius"), (((8, 8), 3, -1), "soft_edge"), (((8,), 3), "shape")]
+    "args, message",
+    [
+        (((8, 8), 0), "radius"),
+        (((8, 8), 3, -1), "soft_edge"),
+        (((8,), 3), "shape"),
+        (((8, 8), np.nan), "radius must be a finite number of pixels; got nan"),
+        (((8, 8), np.inf), "radius must be a finite number of pixels; got inf"),
+        (((8, 8), 3, np.nan), "soft_edge must be a finite number of pixels; got nan"),
+        (((8, 8), 3, np.inf), "soft_edge must be a finite number of pixels; got inf"),
+    ],
 )
 def test_circular_mask_errors(args, message):
     with pytest.raises(ValueError, match=message):
@@ -65,6 +74,48 @@ def test_soft_mask_weights_pixels_and_drops_zero_weights(images):
     restored = vectorizer.inverse_transform(vectors)
     np.testing.assert_allclose(restored[:, [1, 2, 3], [1, 2, 3]], images[:, [1, 2, 3], [1, 2, 3]], rtol=1e-6)
     assert np.count_nonzero(restored[0]) == 3
+
+
+def test_soft_mask_within_rounding_of_0_and_1_is_taken_as_0_and_1(images):
+    mask = np.zeros((8, 10))
+    mask[1, 1], mask[2, 2], mask[3, 3], mask[4, 4] = 1.0000001, 0.5, -1e-9, 1.0
+    before = mask.copy()
+    vectorizer = MaskVectorizer(mask).fit(images)
+    np.testing.assert_array_equal(
+        vectorizer.pixel_indices_, np.ravel_multi_index(([1, 2, 4], [1, 2, 4]), (8, 10))
+    )
+    np.testing.assert_array_equal(vectorizer.pixel_weights_, [1.0, 0.5, 1.0])
+    np.testing.assert_array_equal(mask, before)
+
+
+@pytest.mark.parametrize("value", [1.000002, -0.000002])
+def test_mask_out_of_range_error_shows_the_values_in_full(images, value):
+    mask = np.full((8, 10), 0.5)
+    mask[0, 0] = value
+    low, high = min(value, 0.5), max(value, 0.5)
+    with pytest.raises(
+        ValueError, match=rf"mask values must be in \[0, 1\]; got values from {low} to {high}\."
+    ):
+        MaskVectorizer(mask).fit(images)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weights_that_vanish_in_the_images_dtype_give_zeros_not_nan(images, dtype):
+    mask = np.zeros((8, 10))
+    mask[1, 1], mask[2, 2], mask[3, 3] = 1.0, 1e-50, 1e-40  # 1e-50 is 0 in float32, 1e-40 subnormal
+    images = images.astype(dtype)
+    vectorizer = MaskVectorizer(mask).fit(images)
+    restored = vectorizer.inverse_transform(vectorizer.transform(images))
+    assert restored.dtype == dtype
+    assert np.isfinite(restored).all()
+    np.testing.assert_array_equal(restored[:, 1, 1], images[:, 1, 1])
+    if dtype == np.float32:
+        # Nothing of the pixel survives its weight in float32: 0, as outside the mask.
+        np.testing.assert_array_equal(restored[:, 2, 2], 0)
+        # A subnormal weight keeps the pixel, to float32's absolute precision there (1.4e-45 / 1e-40).
+        np.testing.assert_allclose(restored[:, 3, 3], images[:, 3, 3], rtol=0, atol=1e-4)
+    else:
+        np.testing.assert_allclose(restored[:, [2, 3], [2, 3]], images[:, [2, 3], [2, 3]], rtol=1e-12)
 
 
 def test_passthrough_without_mask_or_shape(images):

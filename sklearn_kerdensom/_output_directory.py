@@ -1,0 +1,255 @@
+"""The output directory of a command-line run: it never loses a file the tool did not write.
+
+A run writes its outputs into a hidden staging directory beside ``--out``,
+made when the run starts (so an unwritable location is reported before any
+work), and moves it into place when it has finished:
+
+* ``--out`` may not be the current directory or one of its parents, nor be,
+  hold or lie inside an input file (STAR file, stacks, mask).
+* An existing ``--out`` is replaced only with ``--overwrite``, and only if it
+  holds nothing but the files of an earlier run, as listed in that run's
+  manifest (``summary.json``'s ``"files"``). Both are checked when the run
+  starts and again just before the outputs move into place, so an output that
+  another run finished meanwhile is never replaced without ``--overwrite``.
+* The replacement survives a kill at any moment: on Linux the new and the old
+  directories are exchanged in one atomic ``renameat2(RENAME_EXCHANGE)`` (so
+  ``--out`` holds either the complete old or the complete new output), then
+  the old files are deleted one by one, by name from the manifest. Elsewhere
+  the old directory is renamed aside first, then the new one into place.
+* A run that fails or is interrupted removes its staging directory and the
+  parent directories it made.
+"""
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+SUMMARY = "summary.json"
+MANIFEST_KEY = "files"
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+
+
+class OutputRefused(ValueError):
+    """``--out`` names a place this run may not write to (an invalid command line)."""
+
+
+def _renameat2():
+    """glibc's ``renameat2``, or None where the C library has none."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return function
+
+
+def _rename_with_flags(source, target, flags):
+    """``renameat2(source, target, flags)``; False when the system cannot (no call, or no file system
+    support), so that the caller falls back to plain renames."""
+    function = _renameat2()
+    if function is None:
+        return False
+    if function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), flags) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(error, os.strerror(error), str(target))
+
+
+def _rename_no_replace(source, target):
+    """Move ``source`` to ``target``, failing with FileExistsError if ``target`` exists."""
+    try:
+        if _rename_with_flags(source, target, _RENAME_NOREPLACE):
+            return
+    except OSError as error:
+        if error.errno == errno.EEXIST:
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+        raise
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, "exists", str(target))
+    # A directory that appears between the check and the rename is replaced only if it is empty.
+    os.rename(source, target)
+
+
+def _manifest(directory):
+    """The names an earlier run listed as its own in ``directory``, or None if it left no manifest."""
+    try:
+        summary = json.loads((directory / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None
+    files = summary.get(MANIFEST_KEY) if isinstance(summary, dict) else None
+    if not isinstance(files, list) or not all(isinstance(name, str) and "/" not in name for name in files):
+        return None
+    return {*files, SUMMARY}
+
+
+def _foreign_entries(directory):
+    """Entries of an existing output directory that no earlier run of this tool wrote."""
+    manifest = _manifest(directory)
+    entries = sorted(entry.name for entry in directory.iterdir())
+    if manifest is None:
+        return entries
+    return [
+        name
+        for name in entries
+        if name not in manifest or not (directory / name).is_file() or (directory / name).is_symlink()
+    ]
+
+
+def _inside(path, directory):
+    return path == directory or directory in path.parents
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class OutputDirectory:
+    """The output directory ``out`` of a run, its staging directory, and their checks.
+
+    Parameters
+    ----------
+    out : path-like
+    overwrite : bool
+        Replace an earlier run's output in ``out``.
+    inputs : iterable of path-like
+        The run's input files, which ``out`` may not hold.
+    """
+
+    def __init__(self, out, overwrite, inputs=()):
+        self.out = Path(out)
+        self.overwrite = overwrite
+        self.inputs = [Path(path) for path in inputs]
+        self.staging = None
+        self._made_parents = []
+
+    def check(self):
+        """Refuse, before any work, an ``--out`` that would put a user's file at risk."""
+        out = self.out.resolve()
+        cwd = Path.cwd().resolve()
+        if _inside(cwd, out):
+            where = "is" if out == cwd else "holds"
+            raise OutputRefused(
+                f"--out {self.out} {where} the current directory; name a new directory for the outputs "
+                "(e.g. --out kerdensom_run)"
+            )
+        for path in self.inputs:
+            resolved = path.resolve()
+            if _inside(resolved, out) or _inside(out, resolved):
+                raise OutputRefused(
+                    f"--out {self.out} holds the input file {path}; name a new directory for the outputs"
+                )
+        self._check_existing()
+
+    def _check_existing(self):
+        if not os.path.lexists(self.out):
+            return
+        if self.out.is_symlink() or not self.out.is_dir():
+            raise OutputRefused(f"--out {self.out} exists and is not a directory")
+        if not self.overwrite:
+            raise FileExistsError(
+                f"output directory {self.out} already exists; use --overwrite to replace it"
+            )
+        foreign = _foreign_entries(self.out)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise OutputRefused(
+                f"--overwrite refuses to replace {self.out}: it holds files kerdensom did not write "
+                f"({shown}); move them away or choose another --out"
+            )
+
+    def stage(self):
+        """Make the staging directory (and any missing parents of ``out``); returns its path."""
+        parent = self.out.absolute().parent
+        missing = [directory for directory in (parent, *parent.parents) if not directory.exists()]
+        for directory in reversed(missing):
+            directory.mkdir()
+            self._made_parents.append(directory)
+        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=parent))
+        # mkdtemp makes a private (0700) directory; the outputs get the user's usual permissions.
+        self.staging.chmod(0o777 & ~_umask())
+        return self.staging
+
+    def publish(self):
+        """Move the staged outputs into place, after checking ``out`` again.
+
+        If ``out`` appeared meanwhile and may not be replaced, it is left as it is and the outputs are
+        kept under another name (FileExistsError says which).
+        """
+        appeared = f"output directory {self.out} appeared while this run was working (another run?)"
+        if not os.path.lexists(self.out):
+            try:
+                _rename_no_replace(self.staging, self.out)
+            except FileExistsError:
+                self._keep_aside(appeared)
+        elif not self.overwrite:
+            self._keep_aside(appeared)
+        else:
+            try:
+                self._check_existing()
+            except OutputRefused as problem:
+                self._keep_aside(f"{self.out} can no longer be replaced: {problem}")
+            self._replace()
+        self.staging = None
+        self._made_parents = []
+
+    def _replace(self):
+        if _rename_with_flags(self.staging, self.out, _RENAME_EXCHANGE):
+            # The staging path now holds the earlier output.
+            self._remove_earlier_output(self.staging)
+            return
+        aside = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.old.", dir=self.staging.parent))
+        os.replace(self.out, aside / "output")
+        os.rename(self.staging, self.out)
+        self._remove_earlier_output(aside / "output")
+        aside.rmdir()
+
+    def _keep_aside(self, reason):
+        """Leave ``out`` as it is, and keep this run's outputs under the first free name ``out.2``,
+        ``out.3``, ...; raises FileExistsError with ``reason`` and where they are."""
+        for number in range(2, 1000):
+            kept = self.out.with_name(f"{self.out.name}.{number}")
+            try:
+                _rename_no_replace(self.staging, kept)
+            except FileExistsError:
+                continue
+            self.staging = None
+            raise FileExistsError(f"{reason}; it was left as it is, and this run's outputs are in {kept}")
+        raise FileExistsError(f"{reason}; it was left as it is")
+
+    @staticmethod
+    def _remove_earlier_output(directory):
+        """Delete an earlier run's files, by name from its manifest; anything else stays where it is."""
+        for name in _manifest(directory) or ():
+            path = directory / name
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+        try:
+            directory.rmdir()
+        except OSError:
+            raise OSError(
+                f"the earlier output was replaced, but {directory} holds files kerdensom did not write "
+                "(added while this run was working); they were left there"
+            ) from None
+
+    def discard(self):
+        """Remove the staging directory and the parents this run made (a failed or interrupted run)."""
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+        for directory in reversed(self._made_parents):
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+        self._made_parents = []

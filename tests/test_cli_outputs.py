@@ -1,0 +1,409 @@
+"""``--out`` never loses a file the tool did not write, through the real command in a subprocess.
+
+Each case is one an adversarial sweep found on an earlier main: ``--out .`` or ``--out`` over the inputs
+with ``--overwrite`` deleted the user's files, a slower concurrent run deleted a faster one's finished
+output, and a kill during the replacement left ``--out`` half-deleted.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import starfile
+
+from .test_cli import FAST, PARTICLES, kerdensom
+
+STACK_RUN = ["--mask-radius", "25", *FAST, "--quiet"]
+
+
+def snapshot(directory):
+    """Every file under ``directory`` with its bytes."""
+    return {
+        str(path.relative_to(directory)): path.read_bytes() for path in directory.rglob("*") if path.is_file()
+    }
+
+
+def hidden_leftovers(directory):
+    return sorted(path.name for path in directory.iterdir() if path.name.startswith("."))
+
+
+@pytest.fixture
+def project(tmp_path):
+    """``tmp_path/p``: a STAR file, its stack and a user's notes."""
+    project = tmp_path / "p"
+    project.mkdir()
+    for name in ("rln_proj_64.star", "rln_proj_64.mrcs"):
+        shutil.copy(PARTICLES / name, project / name)
+    (project / "notes.txt").write_text("my notes")
+    return project
+
+
+def patched_kerdensom(setup, *args, cwd=None):
+    """The command in a subprocess whose module-level code first runs ``setup`` (to pause or kill the run
+    at a chosen moment); returns the Popen."""
+    program = f"import sys\n{setup}\nfrom sklearn_kerdensom.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    return subprocess.Popen(
+        [sys.executable, "-c", program, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+
+
+def wait_for(path, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Refused before any work (exit 2): nothing is touched.
+
+
+def test_out_dot_is_refused_and_deletes_nothing(project):
+    # On main: deleted every file in p/, then failed with "[Errno 22] Invalid argument: '.'".
+    before = snapshot(project)
+    code, _stdout, stderr = kerdensom(
+        "classify", "rln_proj_64.star", *STACK_RUN, "--out", ".", "--overwrite", cwd=project
+    )
+    assert code == 2 and "--out . is the current directory" in stderr
+    assert snapshot(project) == before and hidden_leftovers(project) == []
+
+
+def test_parent_of_the_current_directory_is_refused(project):
+    work = project / "work"
+    work.mkdir()
+    code, _, stderr = kerdensom(
+        "classify", "../rln_proj_64.star", *STACK_RUN, "--out", "..", "--overwrite", cwd=work
+    )
+    assert code == 2 and "holds the current directory" in stderr
+    assert (project / "notes.txt").read_text() == "my notes"
+
+
+def test_out_holding_the_inputs_is_refused(project, tmp_path):
+    # On main: deleted the inputs and notes.txt, exited 0, and particles.star named a deleted stack.
+    before = snapshot(project)
+    code, _, stderr = kerdensom(
+        "classify", project / "rln_proj_64.star", *STACK_RUN, "--out", project, "--overwrite", cwd=tmp_path
+    )
+    assert code == 2 and "holds the input file" in stderr and "Traceback" not in stderr
+    assert snapshot(project) == before and hidden_leftovers(tmp_path) == []
+
+
+def test_out_over_a_whole_relion_project_is_refused(tmp_path):
+    """``--out proj`` where the STAR file is ``proj/Select/job005/particles.star`` and its images are in
+    ``proj/Extract/job003/``."""
+    project = tmp_path / "proj"
+    (project / "Extract" / "job003").mkdir(parents=True)
+    (project / "Select" / "job005").mkdir(parents=True)
+    shutil.copy(PARTICLES / "rln_proj_64.mrcs", project / "Extract" / "job003" / "stack.mrcs")
+    star = starfile.read(PARTICLES / "rln_proj_64.star", always_dict=True)
+    star["particles"]["rlnImageName"] = [f"{i:06d}@../../Extract/job003/stack.mrcs" for i in range(1, 6)]
+    starfile.write(star, project / "Select" / "job005" / "particles.star")
+    before = snapshot(project)
+    star_path = project / "Select" / "job005" / "particles.star"
+    code, _, stderr = kerdensom(
+        "classify", star_path, *STACK_RUN, "--out", "proj", "--overwrite", cwd=tmp_path
+    )
+    assert code == 2 and "holds the input file" in stderr
+    assert snapshot(project) == before
+
+
+def test_out_holding_a_stack_named_by_the_star_file_is_refused(tmp_path):
+    """A STAR file whose images are ``run1/averages.mrcs`` (an earlier run's output), with ``--out run1``."""
+    code, _, stderr = kerdensom(
+        "classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", "run1", cwd=tmp_path
+    )
+    assert code == 0, stderr
+    star = starfile.read(PARTICLES / "rln_proj_64.star", always_dict=True)
+    star["particles"]["rlnImageName"] = [f"{i:06d}@run1/averages.mrcs" for i in range(1, 6)]
+    starfile.write(star, tmp_path / "averages.star")
+    before = snapshot(tmp_path / "run1")
+    code, _, stderr = kerdensom(
+        "classify", "averages.star", *STACK_RUN, "--out", "run1", "--overwrite", cwd=tmp_path
+    )
+    assert code == 2 and "holds the input file run1/averages.mrcs" in stderr
+    assert snapshot(tmp_path / "run1") == before
+
+
+def test_out_holding_the_mask_is_refused(project, tmp_path):
+    import mrcfile
+    import numpy as np
+
+    out = tmp_path / "o"
+    out.mkdir()
+    with mrcfile.new(out / "mask.mrc") as mrc:
+        mrc.set_data(np.ones((64, 64), dtype=np.float32))
+    code, _, stderr = kerdensom(
+        "classify",
+        project / "rln_proj_64.star",
+        "--mask",
+        out / "mask.mrc",
+        *FAST,
+        "--out",
+        out,
+        "--overwrite",
+    )
+    assert code == 2 and "holds the input file" in stderr
+    assert [path.name for path in out.iterdir()] == ["mask.mrc"]
+
+
+def test_overwrite_replaces_only_an_earlier_output(tmp_path):
+    """``--overwrite`` replaces a directory that holds nothing but an earlier run's files (its manifest);
+    one with any other file is refused, and that file kept."""
+    out = tmp_path / "out"
+    arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN]
+    assert kerdensom(*arguments, "--out", out)[0] == 0
+    manifest = json.loads((out / "summary.json").read_text())["files"]
+    assert sorted(path.name for path in out.iterdir()) == manifest
+    (out / "notes.txt").write_text("mine")
+    code, _, stderr = kerdensom(*arguments, "--out", out, "--overwrite")
+    assert code == 2 and "holds files kerdensom did not write (notes.txt)" in stderr
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    code, _, stderr = kerdensom(*arguments, "--seed", "3", "--out", out, "--overwrite")
+    assert code == 0, stderr
+    assert json.loads((out / "summary.json").read_text())["parameters"]["random_state"] == 3
+    assert sorted(path.name for path in out.iterdir()) == manifest
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_a_directory_without_manifest_is_never_overwritten(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")  # someone else's summary.json
+    code, _, stderr = kerdensom(
+        "classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"
+    )
+    assert code == 2 and "did not write (summary.json)" in stderr
+    assert (out / "summary.json").read_text() == "{}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checked again at the end; concurrent runs.
+
+PAUSE_BEFORE_PUBLISH = """
+import pathlib, time
+from sklearn_kerdensom import _output_directory
+ready, go = pathlib.Path(sys.argv.pop()), pathlib.Path(sys.argv.pop())
+_publish = _output_directory.OutputDirectory.publish
+def publish(self):
+    ready.touch()
+    while not go.exists():
+        time.sleep(0.05)
+    return _publish(self)
+_output_directory.OutputDirectory.publish = publish
+"""
+
+
+def test_a_slower_concurrent_run_keeps_the_finished_output_and_the_users_file(tmp_path):
+    # On main: the slower run deleted the faster one's output (no --overwrite) and a file put there.
+    out = tmp_path / "out"
+    arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out]
+    slow = patched_kerdensom(PAUSE_BEFORE_PUBLISH, *arguments, tmp_path / "go", tmp_path / "ready")
+    wait_for(tmp_path / "ready", slow)
+    assert kerdensom(*arguments)[0] == 0  # the faster run
+    (out / "notes.txt").write_text("mine")
+    before = snapshot(out)
+    (tmp_path / "go").touch()
+    _, stderr = slow.communicate(timeout=120)
+    assert slow.returncode == 1
+    assert "appeared while this run was working" in stderr and "outputs are in" in stderr
+    assert snapshot(out) == before
+    kept = tmp_path / "out.2"
+    assert (
+        sorted(path.name for path in kept.iterdir())
+        == json.loads((kept / "summary.json").read_text())["files"]
+    )
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_a_file_added_during_an_overwrite_run_is_kept(tmp_path):
+    out = tmp_path / "out"
+    arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"]
+    assert kerdensom(*arguments)[0] == 0
+    slow = patched_kerdensom(PAUSE_BEFORE_PUBLISH, *arguments, tmp_path / "go", tmp_path / "ready")
+    wait_for(tmp_path / "ready", slow)
+    (out / "notes.txt").write_text("mine")
+    (tmp_path / "go").touch()
+    _, stderr = slow.communicate(timeout=120)
+    assert slow.returncode == 1 and "can no longer be replaced" in stderr
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "out.2" / "summary.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# A kill at any moment of the replacement leaves the old output intact or the new one complete.
+
+KILL_AT_STEP = """
+import os, signal
+from sklearn_kerdensom import _output_directory as module
+step = int(sys.argv.pop())
+moments = 0
+def moment():
+    global moments
+    moments += 1
+    if moments == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+_rename = module._rename_with_flags
+def rename(*args):
+    moment()
+    return _rename(*args)
+module._rename_with_flags = rename
+_remove = module.OutputDirectory._remove_earlier_output
+_unlink = module.Path.unlink
+def unlink(self, *args, **kwargs):
+    moment()
+    return _unlink(self, *args, **kwargs)
+def remove(directory):
+    moment()
+    module.Path.unlink = unlink
+    try:
+        return _remove(directory)
+    finally:
+        module.Path.unlink = _unlink
+module.OutputDirectory._remove_earlier_output = staticmethod(remove)
+"""
+
+
+def complete_output(out):
+    """The seed of the run whose complete output ``out`` holds (every file of its manifest, no other)."""
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(path.name for path in out.iterdir()) == summary["files"]
+    assert all((out / name).stat().st_size > 0 for name in summary["files"])
+    return summary["parameters"]["random_state"]
+
+
+@pytest.mark.parametrize("step", range(1, 10))
+def test_a_kill_during_the_replacement_never_leaves_a_partial_output(tmp_path, step):
+    """Killed just before the exchange (1), before the old output's removal (2), before each of its 6 file
+    deletions (3 to 8); the run completes with 9."""
+    out = tmp_path / "out"
+    arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"]
+    assert kerdensom(*arguments, "--seed", "1")[0] == 0
+    run = patched_kerdensom(KILL_AT_STEP, *arguments, "--seed", "2", step)
+    run.communicate(timeout=120)
+    assert run.returncode in (-signal.SIGKILL, 0)
+    assert complete_output(out) == (1 if step == 1 else 2)
+    if run.returncode == 0:
+        assert hidden_leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# Interrupted and failed runs leave nothing behind; the output's permissions follow the umask.
+
+PAUSE_IN_FIT = """
+import pathlib, time
+from sklearn_kerdensom import cli
+started = pathlib.Path(sys.argv.pop())
+def _fit(*args, **kwargs):
+    started.touch()
+    time.sleep(120)
+cli._fit = _fit
+"""
+
+
+@pytest.mark.parametrize(
+    "signal_number, code, message",
+    [(signal.SIGTERM, 143, "kerdensom: terminated"), (signal.SIGINT, 130, "kerdensom: interrupted")],
+)
+def test_a_signal_removes_the_staging_directory(tmp_path, signal_number, code, message):
+    # On main: SIGTERM left the hidden staging directory, Ctrl-C printed a 20-45 line traceback.
+    run = patched_kerdensom(
+        PAUSE_IN_FIT, "classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", tmp_path / "a" / "out",
+        tmp_path / "started",
+    )  # fmt: skip
+    wait_for(tmp_path / "started", run)
+    assert hidden_leftovers(tmp_path / "a") != []  # the staging directory exists while the run works
+    run.send_signal(signal_number)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == code and stderr.strip() == message
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["started"]
+
+
+def test_an_unwritable_out_is_reported_before_any_work(tmp_path):
+    # On main: reported after the whole fit.
+    (tmp_path / "file").write_text("")
+    code, stdout, stderr = kerdensom(
+        "classify",
+        PARTICLES / "rln_proj_64.star",
+        "--mask-radius",
+        "25",
+        *FAST,
+        "--out",
+        tmp_path / "file" / "o",
+    )
+    assert code == 1 and "Not a directory" in stderr
+    assert "read" not in stdout and "fitting" not in stdout
+
+
+FAIL_TO_WRITE = """
+from sklearn_kerdensom import plotting
+def plot_class_map(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+plotting.plot_class_map = plot_class_map
+"""
+
+
+def test_a_failed_write_removes_the_parent_directories_it_made(tmp_path):
+    # On main: a failed write to --out a/b/c/o left a/b/c behind.
+    run = patched_kerdensom(
+        FAIL_TO_WRITE,
+        "classify",
+        PARTICLES / "rln_proj_64.star",
+        *STACK_RUN,
+        "--out",
+        "a/b/c/o",
+        cwd=tmp_path,
+    )
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1 and stderr.strip() == "kerdensom: error: [Errno 28] No space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o027, 0o750)])
+def test_output_permissions_follow_the_umask(tmp_path, umask, mode):
+    # On main: always 0700.
+    run = patched_kerdensom(
+        f"import os\nos.umask({umask})",
+        "classify",
+        PARTICLES / "rln_proj_64.star",
+        *STACK_RUN,
+        "--out",
+        tmp_path / "o",
+    )
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    assert (tmp_path / "o").stat().st_mode & 0o777 == mode
+
+
+def test_demo_of_one_particle_writes_valid_json(tmp_path):
+    # On main: "path_correlation": NaN, which is not JSON.
+    code, stdout, stderr = kerdensom("demo", "--n-particles", "1", *FAST, "--out", tmp_path / "d")
+    assert code == 0, stderr
+    text = (tmp_path / "d" / "summary.json").read_text()
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    assert json.loads(text, parse_constant=refuse)["path_correlation"] is None
+    assert "R = undefined" in stdout
+
+
+def test_a_map_larger_than_memory_is_an_invalid_command_line(tmp_path):
+    # On main: a MemoryError traceback.
+    code, _, stderr = kerdensom(
+        "classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "25",
+        "--columns", "20000", "--rows", "20000", "--out", tmp_path / "o",
+    )  # fmt: skip
+    assert code == 2 and "error: a 20000 x 20000 map has 400000000 nodes" in stderr
+    assert len(stderr.strip().splitlines()) == 1
