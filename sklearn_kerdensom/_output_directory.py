@@ -185,8 +185,14 @@ class OutputDirectory:
 
         If ``out`` appeared meanwhile and may not be replaced, it is left as it is and the outputs are
         kept under another name (FileExistsError says which).
+
+        Returns
+        -------
+        warning : str or None
+            Set when the outputs are in place but some of an earlier output was left behind.
         """
         appeared = f"output directory {self.out} appeared while this run was working (another run?)"
+        warning = None
         if not os.path.lexists(self.out):
             try:
                 _rename_no_replace(self.staging, self.out)
@@ -199,20 +205,32 @@ class OutputDirectory:
                 self._check_existing()
             except OutputRefused as problem:
                 self._keep_aside(f"{self.out} can no longer be replaced: {problem}")
-            self._replace()
+            warning = self._replace()
         self.staging = None
         self._made_parents = []
+        return warning
 
     def _replace(self):
-        if _rename_with_flags(self.staging, self.out, _RENAME_EXCHANGE):
-            # The staging path now holds the earlier output.
-            self._remove_earlier_output(self.staging)
-            return
-        aside = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.old.", dir=self.staging.parent))
-        os.replace(self.out, aside / "output")
-        os.rename(self.staging, self.out)
-        self._remove_earlier_output(aside / "output")
-        aside.rmdir()
+        """Put the staged outputs in place of an earlier output at ``out``; returns a warning or None."""
+        staging = self.staging
+        if _rename_with_flags(staging, self.out, _RENAME_EXCHANGE):
+            # The staging path holds the earlier output now, which discard() must not delete whole.
+            self.staging = None
+            return self._remove_earlier_output(staging)
+        aside = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.old.", dir=staging.parent))
+        earlier = aside / "output"
+        os.replace(self.out, earlier)
+        try:
+            os.rename(staging, self.out)
+        except BaseException:
+            os.rename(earlier, self.out)
+            aside.rmdir()
+            raise
+        self.staging = None
+        warning = self._remove_earlier_output(earlier)
+        if warning is None:
+            aside.rmdir()
+        return warning
 
     def _keep_aside(self, reason):
         """Leave ``out`` as it is, and keep this run's outputs under the first free name ``out.2``,
@@ -227,20 +245,29 @@ class OutputDirectory:
             raise FileExistsError(f"{reason}; it was left as it is, and this run's outputs are in {kept}")
         raise FileExistsError(f"{reason}; it was left as it is")
 
-    @staticmethod
-    def _remove_earlier_output(directory):
-        """Delete an earlier run's files, by name from its manifest; anything else stays where it is."""
-        for name in _manifest(directory) or ():
+    def _remove_earlier_output(self, directory):
+        """Delete an earlier run's files, by name from its manifest; anything else stays where it is.
+
+        Returns None when the earlier output is gone, else a warning that says what is left and where.
+        """
+        kept = []
+        for name in sorted(_manifest(directory) or ()):
             path = directory / name
-            if path.is_symlink() or path.is_file():
-                path.unlink()
+            try:
+                if path.is_symlink() or path.is_file():
+                    path.unlink()
+            except OSError as error:
+                kept.append(f"{name}: {error.strerror}")
         try:
             directory.rmdir()
         except OSError:
-            raise OSError(
-                f"the earlier output was replaced, but {directory} holds files kerdensom did not write "
-                "(added while this run was working); they were left there"
-            ) from None
+            added = sorted(set(entry.name for entry in directory.iterdir()) - set(_manifest(directory) or ()))
+            reasons = kept + [f"{name}: added while this run was working" for name in added]
+            return (
+                f"the outputs are in {self.out}, but what could not be removed of the earlier output is in "
+                f"{directory} ({'; '.join(reasons) or 'unknown'})"
+            )
+        return None
 
     def discard(self):
         """Remove the staging directory and the parents this run made (a failed or interrupted run)."""

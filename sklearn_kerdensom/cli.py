@@ -170,7 +170,9 @@ def _output_directory(args, inputs=()):
     output.stage()
     try:
         yield output
-        output.publish()
+        warning = output.publish()
+        if warning is not None:
+            print(f"kerdensom: warning: {warning}", file=sys.stderr)
     finally:
         output.discard()
 

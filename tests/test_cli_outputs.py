@@ -264,14 +264,14 @@ _unlink = module.Path.unlink
 def unlink(self, *args, **kwargs):
     moment()
     return _unlink(self, *args, **kwargs)
-def remove(directory):
+def remove(self, directory):
     moment()
     module.Path.unlink = unlink
     try:
-        return _remove(directory)
+        return _remove(self, directory)
     finally:
         module.Path.unlink = _unlink
-module.OutputDirectory._remove_earlier_output = staticmethod(remove)
+module.OutputDirectory._remove_earlier_output = remove
 """
 
 
@@ -296,6 +296,65 @@ def test_a_kill_during_the_replacement_never_leaves_a_partial_output(tmp_path, s
     assert complete_output(out) == (1 if step == 1 else 2)
     if run.returncode == 0:
         assert hidden_leftovers(tmp_path) == []
+
+
+UNDELETABLE_AVERAGES = """
+import pathlib
+_unlink = pathlib.Path.unlink
+def unlink(self, *args, **kwargs):
+    if self.name == "averages.mrcs":
+        raise PermissionError(1, "Operation not permitted", str(self))
+    return _unlink(self, *args, **kwargs)
+pathlib.Path.unlink = unlink
+"""
+
+
+def test_an_earlier_output_that_cannot_be_deleted_is_left_and_said(tmp_path):
+    # On main: the old results were gone and the new ones discarded.
+    out = tmp_path / "out"
+    arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"]
+    assert kerdensom(*arguments, "--seed", "1")[0] == 0
+    run = patched_kerdensom(UNDELETABLE_AVERAGES, *arguments, "--seed", "2")
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    assert complete_output(out) == 2
+    assert "warning: the outputs are in" in stderr and "averages.mrcs: Operation not permitted" in stderr
+    (left,) = hidden_leftovers(tmp_path)
+    assert [path.name for path in (tmp_path / left).iterdir()] == ["averages.mrcs"]
+
+
+def test_replacement_without_renameat2(tmp_path):
+    """Where the C library has no renameat2, the earlier output is renamed aside, then removed."""
+    out = tmp_path / "out"
+    arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"]
+    assert kerdensom(*arguments, "--seed", "1")[0] == 0
+    run = patched_kerdensom(
+        "from sklearn_kerdensom import _output_directory\n_output_directory._renameat2 = lambda: None",
+        *arguments, "--seed", "2",
+    )  # fmt: skip
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    assert complete_output(out) == 2 and hidden_leftovers(tmp_path) == []
+
+
+def test_two_concurrent_runs_leave_one_complete_output_and_lose_nothing(tmp_path):
+    """Two unpatched runs started together: one output at ``out``, the other run's kept or refused."""
+    out = tmp_path / "out"
+    runs = [
+        patched_kerdensom(
+            "", "classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--seed", seed, "--out", out
+        )
+        for seed in (1, 2)
+    ]
+    results = [(run.communicate(timeout=120)[1], run.returncode) for run in runs]
+    assert sorted(code for _, code in results) == [0, 1], results
+    winner = complete_output(out)
+    (loser_stderr,) = [stderr for stderr, code in results if code == 1]
+    if "outputs are in" in loser_stderr:  # both passed the start-up check: the later one kept its outputs
+        assert complete_output(tmp_path / "out.2") == 3 - winner
+    else:
+        assert "already exists; use --overwrite" in loser_stderr
+    assert hidden_leftovers(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------------------
