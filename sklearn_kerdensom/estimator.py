@@ -146,7 +146,9 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
     n_iter_ : int
         Total inner iterations over all annealing steps.
     converged_ : bool
-        Whether the last annealing step met ``tol`` before ``max_iter``.
+        Whether every annealing step met ``tol`` before ``max_iter`` (a
+        ConvergenceWarning names the steps that did not; their
+        ``annealing_history_`` entries have ``"converged": False``).
     annealing_history_ : list of dict
         One dict per annealing step with ``"regularization"``, ``"sigma"``
         (width at the end of the step), ``"objective"`` (penalised negative
@@ -304,13 +306,16 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         self.sigma_ = frame.variance_to_raw(float(sigma))
         self.annealing_history_ = [trace.summary(self.tol, frame, *X.shape) for trace in traces]
         self.n_iter_ = sum(trace.n_iter for trace in traces)
-        self.converged_ = bool(self.annealing_history_[-1]["converged"])
+        capped = [number for number, step in enumerate(self.annealing_history_, 1) if not step["converged"]]
+        self.converged_ = not capped
         self.node_positions_ = node_positions(n_columns, n_rows, self.topology)
         self._n_features_out = self.n_nodes
         self.labels_ = nearest_nodes(samples, code_vectors)[0]
-        if not self.converged_:
+        if capped:
+            # An early step that stops short hands an unsettled map to the next one: as visible as the last.
+            steps = ", ".join(map(str, capped))
             warnings.warn(
-                f"The last annealing step stopped at max_iter={self.max_iter} before the "
+                f"Annealing step {steps} of {len(schedule)} stopped at max_iter={self.max_iter} before the "
                 f"kernel width converged to tol={self.tol}; increase max_iter.",
                 ConvergenceWarning,
                 stacklevel=2,

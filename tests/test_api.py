@@ -177,3 +177,14 @@ def test_user_data_are_not_modified(blobs):
     KerDenSOM(2, 2, init=init, standardize=True).fit(X)
     np.testing.assert_array_equal(X, blobs)
     np.testing.assert_array_equal(init, 0.25)
+
+
+def test_a_capped_early_step_warns_and_is_recorded(blobs):
+    # On main: only the last step was checked, so this fit said converged_ = True without a warning.
+    from sklearn.exceptions import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match=r"Annealing step 1 of 3 stopped at max_iter=6"):
+        som = KerDenSOM(3, 3, annealing_steps=3, max_iter=6, random_state=0).fit(blobs)
+    assert [step["converged"] for step in som.annealing_history_] == [False, True, True]
+    assert som.annealing_history_[0]["n_iter"] == 6
+    assert not som.converged_
