@@ -118,6 +118,7 @@ def simulate_particles(
     snr=0.1,
     phase_flip=True,
     random_state=None,
+    return_clean=False,
 ):
     """Particle images from clean projections: CTF at random defoci, white noise, phase flipping.
 
@@ -136,12 +137,18 @@ def simulate_particles(
         Flip the phases where the CTF is negative, as one does before
         classifying particles of several defoci.
     random_state : int, RandomState instance or None
+    return_clean : bool, default=False
+        Also return the noise-free images.
 
     Returns
     -------
     images : ndarray of shape (n_images, height, width), float32
     defocus : ndarray of shape (n_images,)
         Defocus of every particle, in micrometres.
+    clean : ndarray of shape (n_images, height, width), float32
+        Only with ``return_clean``: each image without its noise (the
+        CTF-modulated projection, phase-flipped as the image is), the ground
+        truth a class average estimates.
     """
     if snr <= 0:
         raise ValueError(f"snr must be > 0; got {snr}.")
@@ -157,19 +164,62 @@ def simulate_particles(
         )
         signal[rows] = modulated.real
     noise_sd = np.sqrt(signal.var(axis=(1, 2), dtype=np.float64).mean() / snr)
+    clean = np.empty_like(signal) if return_clean else None
     images = signal
     for rows in batches:
+        flips = np.sign(_transfer(projections, pixel_size, defocus[rows])) if phase_flip else None
+        if return_clean:
+            clean[rows] = (
+                images[rows] if flips is None else np.fft.ifft2(np.fft.fft2(images[rows]) * flips).real
+            )
         noisy = images[rows] + random_state.normal(scale=noise_sd, size=images[rows].shape)
         if phase_flip:
-            flips = np.sign(_transfer(projections, pixel_size, defocus[rows]))
             noisy = np.fft.ifft2(np.fft.fft2(noisy) * flips).real
         images[rows] = noisy
+    if return_clean:
+        return images, defocus, clean
     return images, defocus
 
 
 def _transfer(projections, pixel_size, defocus):
     """CTFs of a batch of particles, shape (n, height, width)."""
     return np.stack([ctf(projections.shape[1:], pixel_size, value) for value in defocus])
+
+
+def _particle_set(projections, pixel_size, snr, phase_flip, random_state, **ground_truth):
+    """The Bunch of a simulated set: noisy and clean images, defoci, pixel size and ``ground_truth``."""
+    images, defocus, clean = simulate_particles(
+        projections,
+        pixel_size=pixel_size,
+        snr=snr,
+        phase_flip=phase_flip,
+        random_state=random_state,
+        return_clean=True,
+    )
+    return Bunch(images=images, clean_images=clean, defocus=defocus, pixel_size=pixel_size, **ground_truth)
+
+
+def _interpolated(clean, knots, coordinate):
+    """Projections at ``coordinate`` in [0, 1], linear between the ``clean`` projections at ``knots``
+    (increasing, from 0 to 1): projection is linear, so the projections are interpolated."""
+    position = np.interp(coordinate, knots, np.arange(len(knots)))
+    lower = np.minimum(np.floor(position).astype(int), len(knots) - 2)
+    weight = (position - lower)[:, None, None]
+    return (1 - weight) * clean[lower] + weight * clean[lower + 1]
+
+
+def _state_projections(binning):
+    maps = load_adk_maps()
+    volumes = np.stack([maps.volumes[maps.names.index(name)] for name in _STATE_MAPS])
+    frames = np.array([maps.path_frames[maps.names.index(name)] for name in _STATE_MAPS])
+    return _bin(project(volumes), binning), frames / _PATH_FRAMES, maps.voxel_size * binning
+
+
+def _path_projections(binning):
+    maps = load_adk_maps()
+    on_path = np.flatnonzero(["dims" in name for name in maps.names])
+    knots = maps.path_frames[on_path] / _PATH_FRAMES
+    return _bin(project(maps.volumes[on_path]), binning), knots, maps.voxel_size * binning
 
 
 def make_adk_states(n_per_state=200, *, snr=0.1, binning=1, phase_flip=True, random_state=None):
@@ -188,20 +238,25 @@ def make_adk_states(n_per_state=200, *, snr=0.1, binning=1, phase_flip=True, ran
     Returns
     -------
     data : Bunch
-        ``images`` (3 * n_per_state, size, size) float32, shuffled; ``state``
-        (0 closed, 1 intermediate, 2 open); ``state_names``; ``defocus`` (µm);
-        ``pixel_size`` (Å).
+        ``images`` (3 * n_per_state, size, size) float32, shuffled;
+        ``clean_images`` (the same without noise); ``state`` (0 closed,
+        1 intermediate, 2 open); ``state_names``; ``path_coordinate`` (each
+        state's place on the closed -> open path: 0, 49/97, 1); ``defocus``
+        (µm); ``pixel_size`` (Å).
     """
     random_state = check_random_state(random_state)
-    maps = load_adk_maps()
-    volumes = np.stack([maps.volumes[maps.names.index(name)] for name in _STATE_MAPS])
-    clean = _bin(project(volumes), binning)
+    clean, coordinates, pixel_size = _state_projections(binning)
     state = random_state.permutation(np.repeat(np.arange(3), n_per_state))
-    pixel_size = maps.voxel_size * binning
-    images, defocus = simulate_particles(
-        clean[state], pixel_size=pixel_size, snr=snr, phase_flip=phase_flip, random_state=random_state
+    return _particle_set(
+        clean[state],
+        pixel_size,
+        snr,
+        phase_flip,
+        random_state,
+        state=state,
+        state_names=STATE_NAMES,
+        path_coordinate=coordinates[state],
     )
-    return Bunch(images=images, state=state, state_names=STATE_NAMES, defocus=defocus, pixel_size=pixel_size)
 
 
 def make_adk_path(n_samples=600, *, snr=0.1, binning=1, phase_flip=True, random_state=None):
@@ -220,32 +275,114 @@ def make_adk_path(n_samples=600, *, snr=0.1, binning=1, phase_flip=True, random_
     Returns
     -------
     data : Bunch
-        ``images`` (n_samples, size, size) float32; ``path_coordinate``
-        (n_samples,) in [0, 1], 0 closed and 1 open; ``defocus`` (µm);
+        ``images`` (n_samples, size, size) float32; ``clean_images`` (the same
+        without noise); ``path_coordinate`` (n_samples,) in [0, 1], 0 closed
+        and 1 open; ``state`` (-1: no discrete state); ``defocus`` (µm);
         ``pixel_size`` (Å).
     """
     random_state = check_random_state(random_state)
-    maps = load_adk_maps()
-    on_path = np.flatnonzero(["dims" in name for name in maps.names])
-    frames = maps.path_frames[on_path]
-    clean = _bin(project(maps.volumes[on_path]), binning)
+    clean, knots, pixel_size = _path_projections(binning)
     coordinate = random_state.uniform(size=n_samples)
-    position = np.interp(coordinate * _PATH_FRAMES, frames, np.arange(len(frames)))
-    lower = np.minimum(np.floor(position).astype(int), len(frames) - 2)
-    weight = (position - lower)[:, None, None]
-    projections = (1 - weight) * clean[lower] + weight * clean[lower + 1]
-    images, defocus = simulate_particles(
-        projections,
-        pixel_size=maps.voxel_size * binning,
-        snr=snr,
-        phase_flip=phase_flip,
-        random_state=random_state,
-    )
-    return Bunch(
-        images=images,
+    return _particle_set(
+        _interpolated(clean, knots, coordinate),
+        pixel_size,
+        snr,
+        phase_flip,
+        random_state,
         path_coordinate=coordinate,
-        defocus=defocus,
-        pixel_size=maps.voxel_size * binning,
+        state=np.full(n_samples, -1),
+    )
+
+
+# A view path: closed AdK turned about the image's vertical axis by up to this angle, projections
+# interpolated between these many computed views.
+_VIEW_PATH_DEGREES = 90.0
+_VIEW_KNOTS = 31
+
+
+def _rotation_about_y(degrees):
+    """Rotation of (z, y, x) voxel coordinates about the y axis, composed with the default view."""
+    angle = np.deg2rad(degrees)
+    turn = np.array(
+        [[np.cos(angle), 0.0, -np.sin(angle)], [0.0, 1.0, 0.0], [np.sin(angle), 0.0, np.cos(angle)]]
+    )
+    return DEFAULT_VIEW @ turn
+
+
+def make_adk_views(n_samples=600, *, snr=0.1, binning=1, phase_flip=True, random_state=None):
+    """Particles of closed AdK seen along a path of views: turned by ``90 t`` degrees about the image's
+    vertical axis, ``t`` in [0, 1] (continuous variability of orientation, not of conformation).
+
+    Projections are computed every 3 degrees and interpolated linearly in between.
+
+    Parameters
+    ----------
+    n_samples : int, default=600
+    snr, binning, phase_flip, random_state
+        As in :func:`make_adk_states`.
+
+    Returns
+    -------
+    data : Bunch
+        As :func:`make_adk_path`, with ``path_coordinate`` the view angle
+        over 90 degrees.
+    """
+    random_state = check_random_state(random_state)
+    maps = load_adk_maps()
+    closed = maps.volumes[maps.names.index(_STATE_MAPS[0])]
+    knots = np.linspace(0.0, 1.0, _VIEW_KNOTS)
+    views = np.concatenate([project(closed[None], _rotation_about_y(_VIEW_PATH_DEGREES * t)) for t in knots])
+    coordinate = random_state.uniform(size=n_samples)
+    return _particle_set(
+        _interpolated(_bin(views, binning), knots, coordinate),
+        maps.voxel_size * binning,
+        snr,
+        phase_flip,
+        random_state,
+        path_coordinate=coordinate,
+        state=np.full(n_samples, -1),
+    )
+
+
+def make_adk_mixed(n_per_state=200, n_path=600, *, snr=0.1, binning=1, phase_flip=True, random_state=None):
+    """Discrete states and a continuous path together: the particles of :func:`make_adk_states` and of
+    :func:`make_adk_path`, shuffled.
+
+    Parameters
+    ----------
+    n_per_state : int, default=200
+    n_path : int, default=600
+    snr, binning, phase_flip, random_state
+        As in :func:`make_adk_states`.
+
+    Returns
+    -------
+    data : Bunch
+        ``images``, ``clean_images``, ``defocus``, ``pixel_size`` as
+        :func:`make_adk_states`; ``state`` (0, 1, 2, or -1 for a particle of
+        the path); ``path_coordinate`` (every particle's place on the path).
+    """
+    random_state = check_random_state(random_state)
+    state_clean, state_coordinates, pixel_size = _state_projections(binning)
+    path_clean, knots, _ = _path_projections(binning)
+    state = random_state.permutation(np.repeat(np.arange(-1, 3), [n_path] + [n_per_state] * 3))
+    coordinate = np.where(
+        state >= 0, state_coordinates[np.maximum(state, 0)], random_state.uniform(size=len(state))
+    )
+    projections = np.where(
+        (state >= 0)[:, None, None],
+        state_clean[np.maximum(state, 0)],
+        _interpolated(path_clean, knots, coordinate),
+    )
+    return _particle_set(
+        projections,
+        pixel_size,
+        snr,
+        phase_flip,
+        random_state,
+        state=state,
+        state_names=STATE_NAMES,
+        path_coordinate=coordinate,
     )
 
 
