@@ -66,17 +66,60 @@ def neighbour_divisor(n_columns, n_rows, topology):
     return 4.0 if topology == "rect" else 6.0
 
 
-def smoothness_matrix(n_columns, n_rows, topology):
-    """The smoothness operator ``P = (diag(degree) - adjacency) / kappa``.
+SMOOTHNESS_KINDS = ("membrane", "bending")
 
-    ``trace(V.T @ P @ V)`` is the map's roughness: the sum of squared differences
-    between neighbouring code vectors, divided by ``kappa``. ``P`` is symmetric
-    and positive semi-definite, with rows summing to zero.
+
+def _opposite_neighbours(column, row, n_columns, n_rows, topology):
+    """Pairs of map neighbours of node (column, row) on opposite sides of it, in a straight line."""
+    if topology == "rect":
+        pairs = (((-1, 0), (1, 0)), ((0, -1), (0, 1)))
+    elif row % 2 == 0:
+        pairs = (((-1, 0), (1, 0)), ((-1, -1), (0, 1)), ((0, -1), (-1, 1)))
+    else:
+        pairs = (((-1, 0), (1, 0)), ((0, -1), (1, 1)), ((1, -1), (0, 1)))
+    for (column_a, row_a), (column_b, row_b) in pairs:
+        a, b = (column + column_a, row + row_a), (column + column_b, row + row_b)
+        if all(0 <= x < n_columns and 0 <= y < n_rows for x, y in (a, b)):
+            yield a[1] * n_columns + a[0], b[1] * n_columns + b[0]
+
+
+def bending_matrix(n_columns, n_rows, topology):
+    """``D.T @ D / kappa``, ``D`` the second differences ``v_a - 2 v_c + v_b`` of every node ``c`` between
+    two opposite neighbours ``a``, ``b`` (a straight line of the map: 2 directions on a rectangular map,
+    3 on a hexagonal one). Its roughness is 0 for any flat, evenly stretched map."""
+    rows = []
+    for node in range(n_columns * n_rows):
+        row, column = divmod(node, n_columns)
+        for a, b in _opposite_neighbours(column, row, n_columns, n_rows, topology):
+            difference = np.zeros(n_columns * n_rows)
+            difference[[a, b]] = 1.0
+            difference[node] = -2.0
+            rows.append(difference)
+    kappa = neighbour_divisor(n_columns, n_rows, topology)
+    if not rows:
+        return np.zeros((n_columns * n_rows, n_columns * n_rows))
+    differences = np.array(rows)
+    return differences.T @ differences / kappa
+
+
+def smoothness_matrix(n_columns, n_rows, topology, kind="membrane"):
+    """The smoothness operator ``P``: ``trace(V.T @ P @ V)`` is the map's roughness.
+
+    ``"membrane"`` (Xmipp's): ``P = (diag(degree) - adjacency) / kappa``, the
+    sum of squared differences between neighbouring code vectors divided by
+    ``kappa``; it pulls every neighbour towards every other, so a strong
+    penalty shrinks the whole map. ``"bending"``: :func:`bending_matrix`, the
+    squared second differences along the map's lines (as in elastic maps),
+    which leaves a flat, evenly stretched map free and penalises only its
+    curvature. Either is symmetric and positive semi-definite, with rows
+    summing to zero.
 
     Returns
     -------
     smoothness : ndarray of shape (n_nodes, n_nodes)
     """
+    if kind == "bending":
+        return bending_matrix(n_columns, n_rows, topology)
     adjacency = adjacency_matrix(n_columns, n_rows, topology)
     kappa = neighbour_divisor(n_columns, n_rows, topology)
     return (np.diag(adjacency.sum(axis=1)) - adjacency) / kappa

@@ -71,6 +71,12 @@ def _add_map_options(parser):
     group.add_argument("--columns", type=_positive_int, default=7, help="map width (default: 7)")
     group.add_argument("--rows", type=_positive_int, default=7, help="map height (default: 7)")
     group.add_argument("--topology", choices=["rect", "hex"], default="rect")
+    group.add_argument(
+        "--smoothness",
+        choices=["membrane", "bending"],
+        default="membrane",
+        help="roughness penalty: Xmipp's membrane (default) or bending (spreads the map; likelihood only)",
+    )
     group.add_argument("--kernel", choices=["gaussian", "student_t"], default="gaussian")
     group.add_argument("--df", type=float, default=3.0, help="Student-t degrees of freedom (default: 3)")
     group.add_argument("--reg-initial", type=float, default=1000.0, help="first regularization (1000)")
@@ -136,6 +142,7 @@ def _estimator(args):
         args.columns,
         args.rows,
         topology=args.topology,
+        smoothness=args.smoothness,
         kernel=args.kernel,
         df=args.df,
         reg_initial=args.reg_initial,
@@ -153,6 +160,7 @@ def _estimator(args):
         som._validate_params()
         regularization_schedule(args.reg_initial, args.reg_final, args.steps)
         check_map_fits_in_memory(args.columns, args.rows)
+        som._check_smoothness_objective()
     except ValueError as error:
         raise UsageError(str(error)) from None
     return som
@@ -357,7 +365,7 @@ def _plot_path_coordinate(averager, data):
     fig, ax = plot_node_values(
         mean_per_class(data.path_coordinate, averager.labels_, len(averager.counts_)),
         averager.node_positions_,
-        topology=averager.estimator_[-1].topology,
+        topology=averager.estimator_[-1]._fitted.topology,
         cmap="coolwarm",
         label="path coordinate (0 closed, 1 open)",
     )

@@ -35,7 +35,13 @@ from ._passes import (
     per_sample,
 )
 from ._samples import check_dask_samples, is_dask_array, samples_of
-from ._topology import TOPOLOGIES, check_map_fits_in_memory, node_positions, smoothness_matrix
+from ._topology import (
+    SMOOTHNESS_KINDS,
+    TOPOLOGIES,
+    check_map_fits_in_memory,
+    node_positions,
+    smoothness_matrix,
+)
 from ._training import Problem, anneal
 
 # The kernel variance never drops below this fraction of the data's mean square
@@ -97,6 +103,13 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         ``"rect"``: 4 neighbours. ``"hex"``: 6 neighbours, odd rows shifted right
         by half a node. Unlike Xmipp, whose hexagonal neighbours ignore the row
         parity, the hexagonal neighbourhood here is symmetric.
+    smoothness : {"membrane", "bending"}, default="membrane"
+        The roughness the regularization penalises. ``"membrane"`` (Xmipp's):
+        squared differences between neighbouring code vectors, which pull the
+        whole map together. ``"bending"``: squared second differences along
+        the map's lines (as in elastic maps), zero for any flat, evenly
+        stretched map, so only the map's curvature is penalised; needs
+        ``objective="likelihood"``.
     kernel : {"gaussian", "student_t"}, default="gaussian"
         Kernel of the density. ``"student_t"`` is the legacy Xmipp t-Student
         variant (heavier tails, robust to outliers).
@@ -181,6 +194,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         "n_columns": [_Count(1)],
         "n_rows": [_Count(1)],
         "topology": [StrOptions(set(TOPOLOGIES))],
+        "smoothness": [StrOptions(set(SMOOTHNESS_KINDS))],
         "kernel": [StrOptions(set(KERNELS))],
         "df": [Interval(Real, 0, None, closed="neither")],
         "reg_initial": [Interval(Real, 0, None, closed="left")],
@@ -201,6 +215,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         n_rows=7,
         *,
         topology="rect",
+        smoothness="membrane",
         kernel="gaussian",
         df=3.0,
         reg_initial=1000.0,
@@ -217,6 +232,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         self.n_columns = n_columns
         self.n_rows = n_rows
         self.topology = topology
+        self.smoothness = smoothness
         self.kernel = kernel
         self.df = df
         self.reg_initial = reg_initial
@@ -265,6 +281,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         dtype, storage_dtype = self._dtypes(self.objective, X.dtype)
         n_columns, n_rows = int(self.n_columns), int(self.n_rows)
         check_map_fits_in_memory(n_columns, n_rows)
+        self._check_smoothness_objective()
         # The frame's first pass reads every value and stops at NaN and infinities (a Dask array's blocks
         # are checked as they are read): the fit's hundreds of passes need not check them again. Xmipp's
         # rules round in Xmipp's coordinates, so only the likelihood may centre the data.
@@ -274,7 +291,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         variance_floor = _RELATIVE_VARIANCE_FLOOR * frame.spread
         problem = Problem(
             samples=samples,
-            smoothness=smoothness_matrix(n_columns, n_rows, self.topology),
+            smoothness=smoothness_matrix(n_columns, n_rows, self.topology, self.smoothness),
             kernel=self.kernel,
             df=float(self.df),
             objective=self.objective,
@@ -321,6 +338,13 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
                 stacklevel=2,
             )
         return self
+
+    def _check_smoothness_objective(self):
+        if self.smoothness != "membrane" and self.objective == "xmipp":
+            raise ValueError(
+                f"smoothness={self.smoothness!r} needs objective='likelihood': Xmipp's rules use its "
+                "membrane penalty (their Gauss-Seidel sweeps need its diagonally dominant system)."
+            )
 
     def _initialize(self, samples, random_state, storage_dtype):
         """Initial code vectors (internal coordinates, float64) and width."""

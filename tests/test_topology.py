@@ -67,3 +67,34 @@ def test_smoothness_matrix(n_columns, n_rows, topology, kappa):
     edges = np.argwhere(np.triu(adjacency))
     expected = sum(np.sum((code_vectors[a] - code_vectors[b]) ** 2) for a, b in edges) / kappa
     np.testing.assert_allclose(np.trace(code_vectors.T @ smoothness @ code_vectors), expected)
+
+
+@pytest.mark.parametrize("topology", ["rect", "hex"])
+@pytest.mark.parametrize("n_columns, n_rows", [(5, 4), (7, 7), (6, 1)])
+def test_bending_leaves_flat_maps_free_and_penalises_curvature(n_columns, n_rows, topology):
+    from sklearn_kerdensom._topology import smoothness_matrix
+
+    bending = smoothness_matrix(n_columns, n_rows, topology, "bending")
+    membrane = smoothness_matrix(n_columns, n_rows, topology)
+    flat = node_positions(n_columns, n_rows, topology) @ np.array([[2.0, -1.0, 0.5], [0.3, 1.0, 4.0]])
+    assert np.allclose(bending, bending.T) and np.linalg.eigvalsh(bending).min() > -1e-12
+    assert np.einsum("ij,ij->", bending @ flat, flat) == pytest.approx(0.0, abs=1e-9)
+    assert np.einsum("ij,ij->", membrane @ flat, flat) > 1.0  # the membrane pulls a flat map together
+    curved = (node_positions(n_columns, n_rows, topology) ** 2).sum(axis=1, keepdims=True)
+    assert np.einsum("ij,ij->", bending @ curved, curved) > 1.0
+
+
+def test_bending_spreads_a_map_over_a_plane():
+    """On samples spread evenly over a square, a strong membrane penalty shrinks the map onto its corners;
+    the bending penalty leaves it stretched over the square, every node in use."""
+    from sklearn_kerdensom import KerDenSOM
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(-1, 1, size=(2000, 2)), rng.normal(scale=0.05, size=(2000, 3))])
+    interior = np.array([1 <= c % 5 <= 3 and 1 <= c // 5 <= 3 for c in range(25)])
+    counts = {}
+    for smoothness in ("membrane", "bending"):
+        som = KerDenSOM(5, 5, smoothness=smoothness, random_state=0, reg_initial=5000, reg_final=1000).fit(X)
+        counts[smoothness] = np.bincount(som.labels_, minlength=25)
+    assert np.all(counts["bending"] > 0.5 * len(X) / 25)
+    assert np.all(counts["membrane"][interior] == 0)

@@ -119,3 +119,8 @@ def test_empty_initial_node_starts_at_the_data_mean(blobs):
     code_vectors, _ = from_memberships(samples, memberships, np.float64)
     np.testing.assert_allclose(code_vectors[3], blobs.mean(axis=0))
     assert not np.allclose(code_vectors[:3], blobs.mean(axis=0))
+
+
+def test_bending_needs_the_likelihood_objective(blobs):
+    with pytest.raises(ValueError, match="smoothness='bending' needs objective='likelihood'"):
+        KerDenSOM(2, 2, smoothness="bending", objective="xmipp").fit(blobs)
