@@ -7,29 +7,43 @@ work), and moves it into place when it has finished:
 * ``--out`` may not be the current directory or one of its parents, nor be,
   hold or lie inside an input file (STAR file, stacks, mask).
 * An existing ``--out`` is replaced only with ``--overwrite``, and only if it
-  holds nothing but the files of an earlier run, as listed in that run's
-  manifest (``summary.json``'s ``"files"``). Both are checked when the run
-  starts and again just before the outputs move into place, so an output that
-  another run finished meanwhile is never replaced without ``--overwrite``.
+  holds nothing but the files of an earlier run, unchanged: ``summary.json``
+  names the tool that wrote it (``"written_by"``) and lists every other file
+  with its size and SHA-256 (``"files"``). Both are checked when the run
+  starts and again just before the outputs move into place, and the output
+  must not have changed in between, so an output that another run finished
+  meanwhile is never replaced.
 * The replacement survives a kill at any moment: on Linux the new and the old
   directories are exchanged in one atomic ``renameat2(RENAME_EXCHANGE)`` (so
   ``--out`` holds either the complete old or the complete new output), then
-  the old files are deleted one by one, by name from the manifest. Elsewhere
-  the old directory is renamed aside first, then the new one into place.
+  the old files are deleted one by one, by name from the manifest. Where the
+  file system has no such exchange (NFS, Lustre, GPFS, other systems) the old
+  directory is renamed aside first, then the new one into place; a kill
+  between the two leaves the old output in ``.NAME.old.*/output``, which the
+  next run with that ``--out`` reports. SIGINT, SIGTERM and SIGHUP wait until
+  the outputs are in place.
 * A run that fails or is interrupted removes its staging directory and the
   parent directories it made.
 """
 
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+
+from . import __version__
 
 SUMMARY = "summary.json"
 MANIFEST_KEY = "files"
+WRITER_KEY = "written_by"
+WRITER = "sklearn-kerdensom"
+_SIGNALS = {signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)}
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
@@ -76,32 +90,86 @@ def _rename_no_replace(source, target):
     if os.path.lexists(target):
         raise FileExistsError(errno.EEXIST, "exists", str(target))
     # A directory that appears between the check and the rename is replaced only if it is empty.
-    os.rename(source, target)
+    try:
+        os.rename(source, target)
+    except OSError as error:
+        if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+        raise
+
+
+def file_record(path):
+    """What the manifest keeps of a file it lists: its size and SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(2**20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def manifest_entries(directory):
+    """The ``summary.json`` entries that make ``directory``'s files an output of this tool."""
+    files = {path.name: file_record(path) for path in sorted(directory.iterdir()) if path.name != SUMMARY}
+    return {WRITER_KEY: f"{WRITER} {__version__}", MANIFEST_KEY: files}
 
 
 def _manifest(directory):
-    """The names an earlier run listed as its own in ``directory``, or None if it left no manifest."""
+    """The files an earlier run of this tool listed in ``directory``, with their records, or None if
+    ``directory`` holds no manifest of this tool."""
     try:
         summary = json.loads((directory / SUMMARY).read_text())
     except (OSError, ValueError):
         return None
-    files = summary.get(MANIFEST_KEY) if isinstance(summary, dict) else None
-    if not isinstance(files, list) or not all(isinstance(name, str) and "/" not in name for name in files):
+    if not isinstance(summary, dict) or not str(summary.get(WRITER_KEY, "")).startswith(WRITER):
         return None
-    return {*files, SUMMARY}
+    files = summary.get(MANIFEST_KEY)
+    if not isinstance(files, dict) or not all(isinstance(name, str) and "/" not in name for name in files):
+        return None
+    return files
 
 
 def _foreign_entries(directory):
-    """Entries of an existing output directory that no earlier run of this tool wrote."""
+    """Entries of an existing output directory that are not an earlier run's files as it wrote them."""
     manifest = _manifest(directory)
     entries = sorted(entry.name for entry in directory.iterdir())
     if manifest is None:
         return entries
-    return [
-        name
-        for name in entries
-        if name not in manifest or not (directory / name).is_file() or (directory / name).is_symlink()
-    ]
+    foreign = []
+    for name in entries:
+        path = directory / name
+        if name == SUMMARY:
+            continue
+        if name not in manifest or path.is_symlink() or not path.is_file():
+            foreign.append(name)
+        elif file_record(path) != manifest[name]:
+            foreign.append(f"{name}, changed since kerdensom wrote it")
+    return foreign
+
+
+@contextmanager
+def signals_deferred():
+    """SIGINT, SIGTERM and SIGHUP wait while active (a rename and the clean-up it needs are one step),
+    then reach their handlers.
+
+    The handlers are swapped, not the signal mask: a signal sent to the process may be delivered to any
+    of its threads (BLAS's among them), so blocking it in this thread would not hold it back.
+    """
+    received = []
+    try:
+        previous = {
+            number: signal.signal(number, lambda number, frame: received.append(number))
+            for number in _SIGNALS
+        }
+    except ValueError:  # not the main thread, where handlers cannot be set
+        yield
+        return
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in received:
+            signal.raise_signal(number)
 
 
 def _inside(path, directory):
@@ -132,10 +200,20 @@ class OutputDirectory:
         self.inputs = [Path(path) for path in inputs]
         self.staging = None
         self._made_parents = []
+        self._seen = None
 
     def check(self):
-        """Refuse, before any work, an ``--out`` that would put a user's file at risk."""
-        out = self.out.resolve()
+        """Refuse, before any work, an ``--out`` that would put a user's file at risk.
+
+        Returns
+        -------
+        warnings : list of str
+            Earlier outputs of ``out`` that an interrupted replacement left aside.
+        """
+        try:
+            out = self.out.resolve()
+        except (OSError, RuntimeError) as error:
+            raise OutputRefused(f"--out {self.out} cannot be resolved ({error})") from None
         cwd = Path.cwd().resolve()
         if _inside(cwd, out):
             where = "is" if out == cwd else "holds"
@@ -150,6 +228,12 @@ class OutputDirectory:
                     f"--out {self.out} holds the input file {path}; name a new directory for the outputs"
                 )
         self._check_existing()
+        self._seen = _manifest(self.out) if os.path.lexists(self.out) else None
+        return [
+            f"an interrupted replacement left an earlier output of {self.out} in {left}; move it back or "
+            "delete it"
+            for left in sorted(out.parent.glob(f".{out.name}.old.*/output"))
+        ]
 
     def _check_existing(self):
         if not os.path.lexists(self.out):
@@ -170,10 +254,13 @@ class OutputDirectory:
 
     def stage(self):
         """Make the staging directory (and any missing parents of ``out``); returns its path."""
-        parent = self.out.absolute().parent
+        parent = self.out.resolve().parent
         missing = [directory for directory in (parent, *parent.parents) if not directory.exists()]
         for directory in reversed(missing):
-            directory.mkdir()
+            try:
+                directory.mkdir()
+            except FileExistsError:
+                continue  # made meanwhile by someone else: not ours to remove
             self._made_parents.append(directory)
         self.staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=parent))
         # mkdtemp makes a private (0700) directory; the outputs get the user's usual permissions.
@@ -192,22 +279,25 @@ class OutputDirectory:
             Set when the outputs are in place but some of an earlier output was left behind.
         """
         appeared = f"output directory {self.out} appeared while this run was working (another run?)"
-        warning = None
-        if not os.path.lexists(self.out):
-            try:
-                _rename_no_replace(self.staging, self.out)
-            except FileExistsError:
+        with signals_deferred():
+            warning = None
+            if not os.path.lexists(self.out):
+                try:
+                    _rename_no_replace(self.staging, self.out)
+                except FileExistsError:
+                    self._keep_aside(appeared)
+            elif not self.overwrite or self._seen is None:
                 self._keep_aside(appeared)
-        elif not self.overwrite:
-            self._keep_aside(appeared)
-        else:
-            try:
-                self._check_existing()
-            except OutputRefused as problem:
-                self._keep_aside(f"{self.out} can no longer be replaced: {problem}")
-            warning = self._replace()
-        self.staging = None
-        self._made_parents = []
+            else:
+                try:
+                    self._check_existing()
+                except OutputRefused as problem:
+                    self._keep_aside(f"{self.out} can no longer be replaced: {problem}")
+                if _manifest(self.out) != self._seen:
+                    self._keep_aside(f"{self.out} changed while this run was working (another run?)")
+                warning = self._replace()
+            self.staging = None
+            self._made_parents = []
         return warning
 
     def _replace(self):
@@ -251,7 +341,7 @@ class OutputDirectory:
         Returns None when the earlier output is gone, else a warning that says what is left and where.
         """
         kept = []
-        for name in sorted(_manifest(directory) or ()):
+        for name in sorted({*self._seen, SUMMARY}):
             path = directory / name
             try:
                 if path.is_symlink() or path.is_file():
@@ -261,7 +351,7 @@ class OutputDirectory:
         try:
             directory.rmdir()
         except OSError:
-            added = sorted(set(entry.name for entry in directory.iterdir()) - set(_manifest(directory) or ()))
+            added = sorted({entry.name for entry in directory.iterdir()} - {*self._seen, SUMMARY})
             reasons = kept + [f"{name}: added while this run was working" for name in added]
             return (
                 f"the outputs are in {self.out}, but what could not be removed of the earlier output is in "

@@ -1,8 +1,8 @@
 """The ``kerdensom`` command: classify RELION particles, or run the demo, from a terminal.
 
 Exit codes: 0 success; 1 a problem with the input or output files or the data;
-2 an invalid command line or impossible parameters; 130 and 143 interrupted
-(Ctrl-C, SIGTERM). Errors are one line on standard error, without a traceback.
+2 an invalid command line or impossible parameters; 130, 143 and 129
+interrupted (Ctrl-C, SIGTERM, SIGHUP). Errors are one line on standard error, without a traceback.
 Outputs are written to a staging directory beside ``--out`` and moved into
 place at the end, so a failed or interrupted run leaves nothing behind, and
 ``--out`` never loses a file this tool did not write (:mod:`._output_directory`).
@@ -24,7 +24,14 @@ from sklearn.pipeline import make_pipeline
 
 from . import __version__
 from ._annealing import regularization_schedule
-from ._output_directory import MANIFEST_KEY, SUMMARY, OutputDirectory, OutputRefused
+from ._output_directory import (
+    MANIFEST_KEY,
+    SUMMARY,
+    OutputDirectory,
+    OutputRefused,
+    manifest_entries,
+    signals_deferred,
+)
 from ._topology import check_map_fits_in_memory
 from .averaging import ClassAverager, mean_per_class
 from .estimator import KerDenSOM
@@ -172,15 +179,18 @@ def _output_directory(args, inputs=()):
     published when the body returns, and discarded if it fails or is interrupted."""
     output = OutputDirectory(args.out, args.overwrite, inputs)
     try:
-        output.check()
+        left_aside = output.check()
     except OutputRefused as error:
         raise UsageError(str(error)) from None
-    output.stage()
+    for warning in left_aside:
+        print(f"kerdensom: warning: {warning}", file=sys.stderr)
     try:
+        output.stage()
         yield output
-        warning = output.publish()
-        if warning is not None:
-            print(f"kerdensom: warning: {warning}", file=sys.stderr)
+        with signals_deferred():  # a signal that arrives meanwhile lets the warning be printed first
+            warning = output.publish()
+            if warning is not None:
+                print(f"kerdensom: warning: {warning}", file=sys.stderr)
     finally:
         output.discard()
 
@@ -281,10 +291,10 @@ def _write_outputs(averager, summary, args, staging, *, metadata=None, pixel_siz
         figure, _ = draw()
         figure.savefig(staging / name, dpi=120)
     summary["timings"]["write_s"] = time.perf_counter() - start
-    summary[MANIFEST_KEY] = sorted([*(path.name for path in staging.iterdir()), SUMMARY])
+    summary.update(manifest_entries(staging))
     text = json.dumps(_json_value(summary), indent=2, allow_nan=False)
     (staging / SUMMARY).write_text(text + "\n")
-    return summary[MANIFEST_KEY]
+    return sorted([*summary[MANIFEST_KEY], SUMMARY])
 
 
 def _check_mask_file(path):
@@ -385,21 +395,27 @@ def _path_correlation(averager, data):
 
 
 def _terminate(signal_number, frame):
-    raise Terminated()
+    raise Terminated(signal_number)
+
+
+# SIGTERM (a job scheduler) and SIGHUP (a closed terminal or ssh session) stop a run as Ctrl-C does.
+_TERMINATING_SIGNALS = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
 
 
 @contextmanager
-def _sigterm_interrupts():
-    """SIGTERM raises :class:`Terminated` while active (main thread only, where handlers can be set)."""
+def _termination_interrupts():
+    """SIGTERM and SIGHUP raise :class:`Terminated` while active (main thread only, where handlers can
+    be set)."""
     try:
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        previous = {number: signal.signal(number, _terminate) for number in _TERMINATING_SIGNALS}
     except ValueError:
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def main(argv=None):
@@ -409,14 +425,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        with _sigterm_interrupts():
+        with _termination_interrupts():
             {"classify": _classify, "demo": _demo}[args.command](args)
     except KeyboardInterrupt:
         print("kerdensom: interrupted", file=sys.stderr)
         return 130
-    except Terminated:
-        print("kerdensom: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
+    except Terminated as terminated:
+        number = terminated.args[0]
+        print(f"kerdensom: terminated ({signal.Signals(number).name})", file=sys.stderr)
+        return 128 + number
     except MemoryError:
         print("kerdensom: error: out of memory; try --scratch DIR, or a smaller map", file=sys.stderr)
         return 1

@@ -16,6 +16,8 @@ import time
 import pytest
 import starfile
 
+from sklearn_kerdensom._output_directory import file_record
+
 from .test_cli import FAST, PARTICLES, kerdensom
 
 STACK_RUN = ["--mask-radius", "25", *FAST, "--quiet"]
@@ -163,7 +165,7 @@ def test_overwrite_replaces_only_an_earlier_output(tmp_path):
     out = tmp_path / "out"
     arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN]
     assert kerdensom(*arguments, "--out", out)[0] == 0
-    manifest = json.loads((out / "summary.json").read_text())["files"]
+    manifest = sorted([*json.loads((out / "summary.json").read_text())["files"], "summary.json"])
     assert sorted(path.name for path in out.iterdir()) == manifest
     (out / "notes.txt").write_text("mine")
     code, _, stderr = kerdensom(*arguments, "--out", out, "--overwrite")
@@ -175,6 +177,27 @@ def test_overwrite_replaces_only_an_earlier_output(tmp_path):
     assert json.loads((out / "summary.json").read_text())["parameters"]["random_state"] == 3
     assert sorted(path.name for path in out.iterdir()) == manifest
     assert hidden_leftovers(tmp_path) == []
+
+
+def test_another_tools_manifest_or_an_edited_output_is_never_overwritten(tmp_path):
+    """A summary.json that lists files but was not written by kerdensom, and an earlier output whose
+    particles.star the user edited, are both refused (review of the first fix: both were replaced)."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "summary.json").write_text('{"tool": "x", "files": ["results.csv"]}')
+    (other / "results.csv").write_text("v")
+    arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--overwrite"]
+    code, _, stderr = kerdensom(*arguments, "--out", other)
+    assert code == 2 and "did not write (results.csv, summary.json)" in stderr
+    assert (other / "results.csv").read_text() == "v"
+    out = tmp_path / "out"
+    assert kerdensom(*arguments, "--out", out)[0] == 0
+    with open(out / "particles.star", "a") as stream:
+        stream.write("# my notes\n")
+    edited = (out / "particles.star").read_bytes()
+    code, _, stderr = kerdensom(*arguments, "--out", out)
+    assert code == 2 and "particles.star, changed since kerdensom wrote it" in stderr
+    assert (out / "particles.star").read_bytes() == edited
 
 
 def test_a_directory_without_manifest_is_never_overwritten(tmp_path):
@@ -219,11 +242,7 @@ def test_a_slower_concurrent_run_keeps_the_finished_output_and_the_users_file(tm
     assert slow.returncode == 1
     assert "appeared while this run was working" in stderr and "outputs are in" in stderr
     assert snapshot(out) == before
-    kept = tmp_path / "out.2"
-    assert (
-        sorted(path.name for path in kept.iterdir())
-        == json.loads((kept / "summary.json").read_text())["files"]
-    )
+    complete_output(tmp_path / "out.2")
     assert hidden_leftovers(tmp_path) == []
 
 
@@ -239,6 +258,81 @@ def test_a_file_added_during_an_overwrite_run_is_kept(tmp_path):
     assert slow.returncode == 1 and "can no longer be replaced" in stderr
     assert (out / "notes.txt").read_text() == "mine"
     assert (tmp_path / "out.2" / "summary.json").exists()
+
+
+def test_an_output_replaced_by_another_run_meanwhile_is_kept(tmp_path):
+    """Both runs have --overwrite; the slower one finds at the end an output other than the one it
+    checked at the start, and leaves it."""
+    out = tmp_path / "out"
+    arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"]
+    assert kerdensom(*arguments, "--seed", "1")[0] == 0
+    slow = patched_kerdensom(
+        PAUSE_BEFORE_PUBLISH, *arguments, "--seed", "2", tmp_path / "go", tmp_path / "ready"
+    )
+    wait_for(tmp_path / "ready", slow)
+    assert kerdensom(*arguments, "--seed", "3")[0] == 0
+    (tmp_path / "go").touch()
+    _, stderr = slow.communicate(timeout=120)
+    assert slow.returncode == 1 and "changed while this run was working" in stderr
+    assert complete_output(out) == 3 and complete_output(tmp_path / "out.2") == 2
+
+
+USER_FILE_THEN_SIGTERM_AT_EXCHANGE = """
+import os, pathlib, signal
+from sklearn_kerdensom import _output_directory as module
+_rename = module._rename_with_flags
+def rename(source, target, flags):
+    if flags == module._RENAME_EXCHANGE:
+        (pathlib.Path(target) / "notes.txt").write_text("mine")  # arrives after the last check
+        done = _rename(source, target, flags)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return done
+    return _rename(source, target, flags)
+module._rename_with_flags = rename
+"""
+
+
+def test_a_signal_during_the_replacement_waits_and_keeps_a_late_user_file(tmp_path):
+    # Review of the first fix: SIGTERM right after the exchange let the clean-up delete the earlier
+    # output whole, with a user's file in it.
+    out = tmp_path / "out"
+    arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"]
+    assert kerdensom(*arguments, "--seed", "1")[0] == 0
+    run = patched_kerdensom(USER_FILE_THEN_SIGTERM_AT_EXCHANGE, *arguments, "--seed", "2")
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 143 and "notes.txt: added while this run was working" in stderr
+    assert complete_output(out) == 2
+    (left,) = hidden_leftovers(tmp_path)
+    assert (tmp_path / left / "notes.txt").read_text() == "mine"
+
+
+KILL_BETWEEN_FALLBACK_RENAMES = """
+import os, signal
+from sklearn_kerdensom import _output_directory as module
+module._renameat2 = lambda: None
+_rename = os.rename
+def rename(source, target, *args, **kwargs):
+    if os.path.basename(str(source)).startswith(".out.") and ".old." not in str(source):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _rename(source, target, *args, **kwargs)
+module.os.rename = rename
+"""
+
+
+def test_an_earlier_output_left_aside_by_a_kill_is_reported(tmp_path):
+    """Without an atomic exchange, a kill between the two renames leaves the earlier output aside; the
+    next run with that --out says where."""
+    out = tmp_path / "out"
+    arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"]
+    assert kerdensom(*arguments, "--seed", "1")[0] == 0
+    run = patched_kerdensom(KILL_BETWEEN_FALLBACK_RENAMES, *arguments, "--seed", "2")
+    run.communicate(timeout=120)
+    assert run.returncode == -signal.SIGKILL and not out.exists()
+    (left,) = tmp_path.glob(".out.old.*/output")
+    assert complete_output(left) == 1
+    code, _, stderr = kerdensom(*arguments, "--seed", "3")
+    assert code == 0 and f"left an earlier output of {out} in {left}" in stderr
+    assert complete_output(left) == 1 and complete_output(out) == 3
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -276,10 +370,11 @@ module.OutputDirectory._remove_earlier_output = remove
 
 
 def complete_output(out):
-    """The seed of the run whose complete output ``out`` holds (every file of its manifest, no other)."""
+    """The seed of the run whose complete output ``out`` holds (every file of its manifest as it was
+    written, no other)."""
     summary = json.loads((out / "summary.json").read_text())
-    assert sorted(path.name for path in out.iterdir()) == summary["files"]
-    assert all((out / name).stat().st_size > 0 for name in summary["files"])
+    assert sorted(path.name for path in out.iterdir()) == sorted([*summary["files"], "summary.json"])
+    assert all(file_record(out / name) == record for name, record in summary["files"].items())
     return summary["parameters"]["random_state"]
 
 
@@ -361,7 +456,9 @@ def test_two_concurrent_runs_leave_one_complete_output_and_lose_nothing(tmp_path
 # Interrupted and failed runs leave nothing behind; the output's permissions follow the umask.
 
 PAUSE_IN_FIT = """
-import pathlib, time
+import pathlib, signal, time
+# A runner started in the background (nohup, `pytest &`) ignores SIGINT, and its children inherit that.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from sklearn_kerdensom import cli
 started = pathlib.Path(sys.argv.pop())
 def _fit(*args, **kwargs):
@@ -373,7 +470,11 @@ cli._fit = _fit
 
 @pytest.mark.parametrize(
     "signal_number, code, message",
-    [(signal.SIGTERM, 143, "kerdensom: terminated"), (signal.SIGINT, 130, "kerdensom: interrupted")],
+    [
+        (signal.SIGTERM, 143, "kerdensom: terminated (SIGTERM)"),
+        (signal.SIGHUP, 129, "kerdensom: terminated (SIGHUP)"),
+        (signal.SIGINT, 130, "kerdensom: interrupted"),
+    ],
 )
 def test_a_signal_removes_the_staging_directory(tmp_path, signal_number, code, message):
     # On main: SIGTERM left the hidden staging directory, Ctrl-C printed a 20-45 line traceback.
