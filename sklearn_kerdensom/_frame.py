@@ -9,11 +9,15 @@ stopping rule (an L1 norm of the code vectors) is not translation invariant.
 Two departures keep the arithmetic sound whatever the data's offset and scale,
 and both leave the fitted map unchanged in exact arithmetic:
 
-* **Centring** (when the objective allows it). Data far from the origin
-  compared with their spread (e.g. uint16 stacks stored with a +32768 offset)
-  lose in a float32 product ``W.T @ X`` as many bits as the offset is larger
-  than the spread, and the width update, a difference of such sums, can even go
-  negative. Such data are fitted as ``x - mean``.
+* **Centring**. Data far from the origin compared with their spread (e.g.
+  uint16 stacks stored with a +32768 offset) lose in a float32 product
+  ``W.T @ X`` as many bits as the offset is larger than the spread, and the
+  width update, a difference of such sums, can even go negative. Such data are
+  fitted as ``x - mean`` (with ``standardize``, constant features too, which
+  otherwise keep their raw values). The likelihood centres data whose offset
+  exceeds their spread; Xmipp's rules, which round code vectors and stop their
+  Gauss-Seidel sweeps in raw coordinates, only data whose offset exceeds 8192
+  times their spread, where its float64 distances would lose their digits.
 * **A power-of-two scale**. Data whose magnitude is far from 1 (``1e-30`` or
   ``1e30`` in float32) overflow or underflow in the squares and products of a
   pass. They are fitted as ``x * 2**-exponent``, which is exact in floating
@@ -126,10 +130,11 @@ class _FirstMoments:
         )
 
 
-def _scaled_centred_sums_of_squares(rows, terms, mean, exponent):
+def _scaled_centred_sums(rows, terms, mean, exponent):
+    """Per-feature sums and sums of squares of ``(rows - mean) * 2**-exponent``, as one vector."""
     centred = np.subtract(rows, mean, dtype=np.float64)
     np.ldexp(centred, -exponent, out=centred)
-    return np.einsum("ij,ij->j", centred, centred)
+    return np.concatenate([centred.sum(axis=0), np.einsum("ij,ij->j", centred, centred)])
 
 
 def _binary_exponent(value):
@@ -155,7 +160,9 @@ def feature_moments(X):
     """Per-feature mean, sample standard deviation (n - 1) divided by ``2**exponent``, and largest ``|x|``.
 
     Accumulated by chunks, the squares of values scaled by ``2**-exponent`` (the binary exponent of the
-    largest ``|x|``), so that no square overflows or underflows.
+    largest ``|x|``), so that no square overflows or underflows. The second pass also corrects the mean
+    by the mean of the centred values (the corrected two-pass algorithm), so the mean of a constant
+    feature is its value exactly, not the rounding of its sum divided by ``n``.
 
     Returns
     -------
@@ -169,9 +176,13 @@ def feature_moments(X):
     peak = float(first.peaks.max())
     if first.count < 2:
         return mean, np.zeros_like(mean), exponent, peak
-    sum_sq = samples_of(X, None, np.float64, 1).reduce(
-        lambda rows, terms: _scaled_centred_sums_of_squares(rows, terms, mean, exponent)
+    sums = samples_of(X, None, np.float64, 1).reduce(
+        lambda rows, terms: _scaled_centred_sums(rows, terms, mean, exponent)
     )
+    centred_sum, sum_sq = np.split(sums, 2)
+    correction = centred_sum / first.count
+    sum_sq = np.maximum(sum_sq - centred_sum * correction, 0.0)
+    mean = mean + np.ldexp(correction, exponent)
     return mean, np.sqrt(sum_sq / (first.count - 1)), exponent, peak
 
 
@@ -179,7 +190,7 @@ def _exponent_range(dtype):
     return np.finfo(dtype).maxexp // _EXPONENT_RANGE_FRACTION
 
 
-def fit_frame(X, standardize, compute_dtype=np.float64, may_centre=False):
+def fit_frame(X, standardize, compute_dtype=np.float64, centre_above=1.0):
     """The internal frame for data ``X`` of shape (n_samples, n_features).
 
     Parameters
@@ -189,30 +200,34 @@ def fit_frame(X, standardize, compute_dtype=np.float64, may_centre=False):
         Per-feature z-scores (Xmipp's ``--norm``).
     compute_dtype : dtype
         The dtype of the passes' products: it sets the magnitudes that need a power-of-two scale.
-    may_centre : bool
-        Whether the fit allows internal coordinates centred on the mean (not Xmipp's rules, which
-        round in raw coordinates); they are used when the data's offset exceeds their spread.
+    centre_above : float
+        The data are centred on their mean when their mean squared offset exceeds this many times their
+        variance (per feature, averaged over features; with ``standardize``, the offset of the constant
+        features, which keep their raw values otherwise).
     """
     mean, scaled_std, peak_exponent, peak = feature_moments(X)
     if standardize:
         constant = scaled_std == 0
-        centre = np.where(constant, mean, 0.0)
+        variance = float(np.mean(~constant))
+        offset_sq = float(np.mean(np.where(constant, mean, 0.0) ** 2))
+        centred = offset_sq > centre_above * variance
+        centre = np.where(constant & ~centred, mean, 0.0)
         # Z-scores are of order 1 whatever the data's scale: no power-of-two scale.
         return Frame(
-            offset=np.where(constant, 0.0, mean),
+            offset=np.where(constant & ~centred, 0.0, mean),
             scale=np.where(constant, 1.0, np.ldexp(scaled_std, peak_exponent)),
             exponent=0,
             centre=centre,
-            spread=float(np.mean(np.where(constant, 0.0, 1.0))) or float(np.mean(centre**2)),
+            spread=variance or offset_sq,
         )
     _check_magnitude(peak)
     # In units of 2**peak_exponent, where nothing overflows: the data's variance and squared offset.
     scaled_mean = np.ldexp(mean, -peak_exponent)
     variance = float(np.mean(scaled_std**2))
     offset_sq = float(np.mean(scaled_mean**2))
-    centred = may_centre and offset_sq > variance
+    centred = offset_sq > centre_above * variance
     mean_square = variance + (0.0 if centred else offset_sq)
-    exponent = peak_exponent + _binary_exponent(math.sqrt(mean_square))
+    exponent = peak_exponent + _binary_exponent(math.sqrt(mean_square or offset_sq))
     if abs(exponent) <= _exponent_range(compute_dtype):
         exponent = 0
     # Internal units are 2**exponent: rescale the quantities kept in units of 2**peak_exponent.
@@ -222,5 +237,6 @@ def fit_frame(X, standardize, compute_dtype=np.float64, may_centre=False):
         scale=None,
         exponent=exponent,
         centre=np.zeros_like(mean) if centred else np.ldexp(scaled_mean, shift),
-        spread=math.ldexp(variance if variance > 0 else mean_square, 2 * shift),
+        # Without spread (every sample the same), the floor of the width follows the data's magnitude.
+        spread=math.ldexp(variance or offset_sq, 2 * shift),
     )

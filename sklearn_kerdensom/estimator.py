@@ -51,6 +51,11 @@ _RELATIVE_VARIANCE_FLOOR = 1e-12
 
 _MEMBERSHIP_SUM_TOL = 1e-4
 
+# Data are fitted centred when their squared offset exceeds this many times their variance (see
+# _frame.py): for the likelihood whenever the offset exceeds the spread; for Xmipp's rules, which round in
+# raw coordinates, only where its float64 distances would lose their digits (offset > 8192 x spread).
+_CENTRE_ABOVE = {"likelihood": 1.0, "xmipp": 2.0**26}
+
 
 class _Count(Interval):
     """An integer interval that refuses booleans: ``n_columns=True`` is a mistake, not a map of 1."""
@@ -283,9 +288,8 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         check_map_fits_in_memory(n_columns, n_rows)
         self._check_smoothness_objective()
         # The frame's first pass reads every value and stops at NaN and infinities (a Dask array's blocks
-        # are checked as they are read): the fit's hundreds of passes need not check them again. Xmipp's
-        # rules round in Xmipp's coordinates, so only the likelihood may centre the data.
-        frame = fit_frame(X, self.standardize, dtype, may_centre=self.objective == "likelihood")
+        # are checked as they are read): the fit's hundreds of passes need not check them again.
+        frame = fit_frame(X, self.standardize, dtype, _CENTRE_ABOVE[self.objective])
         samples = samples_of(X, frame, dtype, self.n_nodes, values_checked=True).cache_terms()
         n_features = X.shape[1]
         variance_floor = _RELATIVE_VARIANCE_FLOOR * frame.spread

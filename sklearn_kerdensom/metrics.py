@@ -80,7 +80,8 @@ def u_matrix(som):
     """
     check_is_fitted(som)
     fitted = som._fitted
-    centers = som._internal_centers
+    # Centred, so the expansion below keeps its digits whatever the data's offset.
+    centers = som._internal_centers - som._internal_centers.mean(axis=0)
     adjacency = adjacency_matrix(fitted.n_columns, fitted.n_rows, fitted.topology)
     sq_norms = np.einsum("ij,ij->i", centers, centers)
     sq_distances = sq_norms[:, None] + sq_norms[None, :] - 2.0 * centers @ centers.T

@@ -34,13 +34,13 @@ def fit(X, **params):
         return KerDenSOM(3, 3, random_state=0, annealing_steps=2, max_iter=100, **params).fit(X)
 
 
-def assert_same_map(shifted_or_scaled, reference, offset=0.0, scale=1.0, rtol=1e-5):
+def assert_same_map(shifted_or_scaled, reference, offset=0.0, scale=1.0, rtol=1e-5, label_changes=0):
     """The two fits are the same map, up to the offset and scale of their data."""
-    np.testing.assert_array_equal(shifted_or_scaled.labels_, reference.labels_)
+    assert np.sum(shifted_or_scaled.labels_ != reference.labels_) <= label_changes
     expected_centers = reference.cluster_centers_.astype(np.float64) * scale + offset
     spread = np.ptp(reference.cluster_centers_) * abs(scale)
     # cluster_centers_ are in the data's dtype: at an offset they round to its spacing there.
-    rounding = np.finfo(shifted_or_scaled.cluster_centers_.dtype).eps * abs(offset)
+    rounding = np.finfo(shifted_or_scaled.cluster_centers_.dtype).eps * np.max(np.abs(offset))
     np.testing.assert_allclose(
         shifted_or_scaled.cluster_centers_, expected_centers, rtol=0, atol=rtol * spread + rounding
     )
@@ -104,7 +104,7 @@ def test_scaled_fit_reports_everything_in_the_units_of_the_data():
         assert step["objective"] == pytest.approx(reference_step["objective"] + n_terms, rel=1e-9)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15, deadline=None, derandomize=True)
 @given(dtype=st.sampled_from([np.float32, np.float64]), sixteenths=st.integers(-16_000_000, 16_000_000))
 def test_property_offset_invariance(dtype, sixteenths):
     """The fit of ``X + c`` is the fit of ``X`` moved by ``c``, for ``|c|`` up to 1e6 (a multiple of 1/16,
@@ -113,11 +113,13 @@ def test_property_offset_invariance(dtype, sixteenths):
     offset = sixteenths / 16
     # In float32 the products of X and of X + c round differently (X + c is centred only when c exceeds
     # the spread), and a step stops within tol of its fixed point, not on it: about 1e-5 of the spread.
-    rtol = 1e-4 if dtype is np.float32 else 1e-6
-    assert_same_map(fit(X + dtype(offset)), fit(X), offset=offset, rtol=rtol)
+    # That rounding can move a sample that sits on a tie between two near-identical code vectors
+    # (offsets -3.1875, -3.0 and 3.5 move sample 140, found by scanning -1000 to 1000 in 1/16).
+    rtol, label_changes = (1e-4, 1) if dtype is np.float32 else (1e-6, 0)
+    assert_same_map(fit(X + dtype(offset)), fit(X), offset=offset, rtol=rtol, label_changes=label_changes)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15, deadline=None, derandomize=True)
 @given(dtype=st.sampled_from([np.float32, np.float64]), data=st.data())
 def test_property_scale_equivariance(dtype, data):
     """The fit of ``2**k X`` is ``2**k`` times the fit of ``X`` over the whole range where the dtype holds
@@ -130,6 +132,49 @@ def test_property_scale_equivariance(dtype, data):
     scale = 2.0 ** data.draw(st.integers(-largest, largest))
     X = four_clusters(dtype)
     assert_same_map(fit((X * scale).astype(dtype)), fit(X), scale=scale, rtol=1e-5)
+
+
+@pytest.mark.parametrize("objective", ["likelihood", "xmipp"])
+@pytest.mark.parametrize("dtype, constant", [(np.float32, 100.0), (np.float32, 1e4), (np.float64, 1e20)])
+def test_standardize_with_a_constant_feature_far_from_zero(objective, dtype, constant):
+    """With standardize, a constant feature keeps its raw value (Xmipp's --norm); far from zero it is
+    centred, so the map is that of the same data with the constant at 0. Review of the first fix: +100
+    put every float32 sample in node 0, 1e20 raised LinAlgError."""
+    X = four_clusters(dtype)
+    if objective == "xmipp" and constant < 1e6:
+        constant *= 1e4  # Xmipp's rules centre only offsets beyond 8192 times the spread
+    with_constant = np.column_stack([X, np.full(len(X), constant, dtype=dtype)])
+    at_zero = np.column_stack([X, np.zeros(len(X), dtype=dtype)])
+    shifted, reference = (
+        fit(data, standardize=True, objective=objective) for data in (with_constant, at_zero)
+    )
+    np.testing.assert_array_equal(shifted.labels_, reference.labels_)
+    np.testing.assert_allclose(
+        shifted.cluster_centers_[:, :-1], reference.cluster_centers_[:, :-1], atol=1e-4
+    )
+    np.testing.assert_allclose(shifted.cluster_centers_[:, -1], constant)
+    assert shifted.sigma_ == pytest.approx(reference.sigma_, rel=1e-4)
+
+
+@pytest.mark.parametrize("dtype, offset", [(np.float64, 1e9), (np.float32, 1e6)])
+def test_xmipp_rules_centre_offsets_far_beyond_the_spread(dtype, offset):
+    """Xmipp's rules keep raw coordinates (the oracle tests), but an offset of 1e9 in float64 gave a width
+    at its floor and labels unrelated to the data's (review of the first fix)."""
+    X = four_clusters(dtype)
+    # Their Gauss-Seidel stopping rule measures the code vectors from the origin, so the reference is the
+    # fit of the data centred (those near the origin are fitted as they are).
+    mean = X.mean(axis=0, dtype=np.float64)
+    centred = (X - mean).astype(dtype)
+    shifted, reference = fit(X + dtype(offset), objective="xmipp"), fit(centred, objective="xmipp")
+    assert_same_map(shifted, reference, offset=mean + offset, rtol=1e-4)
+    np.testing.assert_allclose(u_matrix(shifted), u_matrix(reference), rtol=1e-4)
+
+
+def test_constant_data_keep_a_width_of_their_magnitude():
+    # Review of the first fix: the variance floor was 0 and sigma_ 2.2e-308 (score 3532).
+    som = fit(np.full((50, 4), 3.0))
+    assert som.sigma_ == pytest.approx(1e-12 * 9.0)
+    assert np.isfinite(som.score(np.full((5, 4), 3.0)))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ def test_distinct_code_vectors_are_not_ties():
     X = rng.normal(size=(30, 400)).astype(np.float32)
     code_vectors = np.tile(X.mean(axis=0, dtype=np.float64), (4, 1))
     code_vectors[3] += 5e-5 * (X[0] - code_vectors[3])
-    labels, sq_distances = nearest_nodes(samples(X[:1], np.float32), code_vectors)
+    # The frame of all the samples (near the origin: the identity), in which the code vectors are given.
+    labels, sq_distances = nearest_nodes(samples(X[:1], np.float32, fit_frame(X, False)), code_vectors)
     assert labels[0] == 3
     np.testing.assert_allclose(sq_distances[0], np.sum((X[0] - code_vectors[3]) ** 2), rtol=1e-5)
 
