@@ -32,18 +32,16 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
+from ._signals import deferred
 
 SUMMARY = "summary.json"
 MANIFEST_KEY = "files"
 WRITER_KEY = "written_by"
 WRITER = "sklearn-kerdensom"
-_SIGNALS = {signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)}
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
@@ -144,32 +142,6 @@ def _foreign_entries(directory):
         elif file_record(path) != manifest[name]:
             foreign.append(f"{name}, changed since kerdensom wrote it")
     return foreign
-
-
-@contextmanager
-def signals_deferred():
-    """SIGINT, SIGTERM and SIGHUP wait while active (a rename and the clean-up it needs are one step),
-    then reach their handlers.
-
-    The handlers are swapped, not the signal mask: a signal sent to the process may be delivered to any
-    of its threads (BLAS's among them), so blocking it in this thread would not hold it back.
-    """
-    received = []
-    try:
-        previous = {
-            number: signal.signal(number, lambda number, frame: received.append(number))
-            for number in _SIGNALS
-        }
-    except ValueError:  # not the main thread, where handlers cannot be set
-        yield
-        return
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        for number in received:
-            signal.raise_signal(number)
 
 
 def _inside(path, directory):
@@ -279,7 +251,7 @@ class OutputDirectory:
             Set when the outputs are in place but some of an earlier output was left behind.
         """
         appeared = f"output directory {self.out} appeared while this run was working (another run?)"
-        with signals_deferred():
+        with deferred():
             warning = None
             if not os.path.lexists(self.out):
                 try:

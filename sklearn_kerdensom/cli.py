@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.pipeline import make_pipeline
 
-from . import __version__
+from . import __version__, _signals
 from ._annealing import regularization_schedule
 from ._output_directory import (
     MANIFEST_KEY,
@@ -30,7 +30,6 @@ from ._output_directory import (
     OutputDirectory,
     OutputRefused,
     manifest_entries,
-    signals_deferred,
 )
 from ._topology import check_map_fits_in_memory
 from .averaging import ClassAverager, mean_per_class
@@ -187,7 +186,7 @@ def _output_directory(args, inputs=()):
     try:
         output.stage()
         yield output
-        with signals_deferred():  # a signal that arrives meanwhile lets the warning be printed first
+        with _signals.deferred():  # a signal that arrives meanwhile lets the warning be printed first
             warning = output.publish()
             if warning is not None:
                 print(f"kerdensom: warning: {warning}", file=sys.stderr)
@@ -398,26 +397,6 @@ def _terminate(signal_number, frame):
     raise Terminated(signal_number)
 
 
-# SIGTERM (a job scheduler) and SIGHUP (a closed terminal or ssh session) stop a run as Ctrl-C does.
-_TERMINATING_SIGNALS = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
-
-
-@contextmanager
-def _termination_interrupts():
-    """SIGTERM and SIGHUP raise :class:`Terminated` while active (main thread only, where handlers can
-    be set)."""
-    try:
-        previous = {number: signal.signal(number, _terminate) for number in _TERMINATING_SIGNALS}
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
 def main(argv=None):
     """Run the ``kerdensom`` command; returns the exit code."""
     parser = _parser()
@@ -425,7 +404,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        with _termination_interrupts():
+        # SIGTERM and SIGHUP stop a run as Ctrl-C does, through the same clean-up.
+        with _signals.handled(
+            [number for number in _signals.STOPPING if number != signal.SIGINT], _terminate
+        ):
             {"classify": _classify, "demo": _demo}[args.command](args)
     except KeyboardInterrupt:
         print("kerdensom: interrupted", file=sys.stderr)

@@ -208,6 +208,20 @@ def _interpolated(clean, knots, coordinate):
     return (1 - weight) * clean[lower] + weight * clean[lower + 1]
 
 
+def _path_set(clean, knots, pixel_size, n_samples, snr, phase_flip, random_state):
+    """Particles at uniform random places of a path of ``clean`` projections at ``knots``."""
+    coordinate = random_state.uniform(size=n_samples)
+    return _particle_set(
+        _interpolated(clean, knots, coordinate),
+        pixel_size,
+        snr,
+        phase_flip,
+        random_state,
+        path_coordinate=coordinate,
+        state=np.full(n_samples, -1),
+    )
+
+
 def _state_projections(binning):
     maps = load_adk_maps()
     volumes = np.stack([maps.volumes[maps.names.index(name)] for name in _STATE_MAPS])
@@ -281,17 +295,7 @@ def make_adk_path(n_samples=600, *, snr=0.1, binning=1, phase_flip=True, random_
         ``pixel_size`` (Å).
     """
     random_state = check_random_state(random_state)
-    clean, knots, pixel_size = _path_projections(binning)
-    coordinate = random_state.uniform(size=n_samples)
-    return _particle_set(
-        _interpolated(clean, knots, coordinate),
-        pixel_size,
-        snr,
-        phase_flip,
-        random_state,
-        path_coordinate=coordinate,
-        state=np.full(n_samples, -1),
-    )
+    return _path_set(*_path_projections(binning), n_samples, snr, phase_flip, random_state)
 
 
 # A view path: closed AdK turned about the image's vertical axis by up to this angle, projections
@@ -332,15 +336,8 @@ def make_adk_views(n_samples=600, *, snr=0.1, binning=1, phase_flip=True, random
     closed = maps.volumes[maps.names.index(_STATE_MAPS[0])]
     knots = np.linspace(0.0, 1.0, _VIEW_KNOTS)
     views = np.concatenate([project(closed[None], _rotation_about_y(_VIEW_PATH_DEGREES * t)) for t in knots])
-    coordinate = random_state.uniform(size=n_samples)
-    return _particle_set(
-        _interpolated(_bin(views, binning), knots, coordinate),
-        maps.voxel_size * binning,
-        snr,
-        phase_flip,
-        random_state,
-        path_coordinate=coordinate,
-        state=np.full(n_samples, -1),
+    return _path_set(
+        _bin(views, binning), knots, maps.voxel_size * binning, n_samples, snr, phase_flip, random_state
     )
 
 
