@@ -199,6 +199,9 @@ class OutputDirectory:
                 raise OutputRefused(
                     f"--out {self.out} holds the input file {path}; name a new directory for the outputs"
                 )
+        # From here on, the output's place with its parent resolved ("new/../out" is "out", whether "new"
+        # exists or not), but not itself: a symbolic link at --out is refused, not followed.
+        self.out = self.out.parent.resolve() / self.out.name
         self._check_existing()
         self._seen = _manifest(self.out) if os.path.lexists(self.out) else None
         return [
@@ -226,7 +229,7 @@ class OutputDirectory:
 
     def stage(self):
         """Make the staging directory (and any missing parents of ``out``); returns its path."""
-        parent = self.out.resolve().parent
+        parent = self.out.parent
         missing = [directory for directory in (parent, *parent.parents) if not directory.exists()]
         for directory in reversed(missing):
             try:

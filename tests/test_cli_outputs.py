@@ -567,3 +567,25 @@ def test_a_map_larger_than_memory_is_an_invalid_command_line(tmp_path):
     )  # fmt: skip
     assert code == 2 and "error: a 20000 x 20000 map has 400000000 nodes" in stderr
     assert len(stderr.strip().splitlines()) == 1
+
+
+def test_out_through_a_missing_directory_and_dot_dot(tmp_path):
+    # Review: "nonexist/../o2" made nonexist/, then failed with "File exists".
+    code, _, stderr = kerdensom(
+        "classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", "nonexist/../o2", cwd=tmp_path
+    )
+    assert code == 0, stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["o2"]
+    complete_output(tmp_path / "o2")
+
+
+def test_a_symbolic_link_at_out_is_refused_not_followed(tmp_path):
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for out, message in (("link", "exists and is not a directory"), ("loop", "cannot be resolved")):
+        code, _, stderr = kerdensom(
+            "classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite", cwd=tmp_path
+        )
+        assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+    assert list((tmp_path / "target").iterdir()) == []
