@@ -45,6 +45,18 @@ def project(tmp_path):
     return project
 
 
+@pytest.fixture(scope="module")
+def earlier_output(tmp_path_factory):
+    """A finished output of seed 1 (``--out`` of the replacement tests gets a copy: its manifest records
+    contents, not places)."""
+    out = tmp_path_factory.mktemp("earlier") / "out"
+    code, _, stderr = kerdensom(
+        "classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--seed", "1", "--out", out
+    )
+    assert code == 0, stderr
+    return out
+
+
 def patched_kerdensom(setup, *args, cwd=None):
     """The command in a subprocess whose module-level code first runs ``setup`` (to pause or kill the run
     at a chosen moment); returns the Popen."""
@@ -260,12 +272,12 @@ def test_a_file_added_during_an_overwrite_run_is_kept(tmp_path):
     assert (tmp_path / "out.2" / "summary.json").exists()
 
 
-def test_an_output_replaced_by_another_run_meanwhile_is_kept(tmp_path):
+def test_an_output_replaced_by_another_run_meanwhile_is_kept(tmp_path, earlier_output):
     """Both runs have --overwrite; the slower one finds at the end an output other than the one it
     checked at the start, and leaves it."""
     out = tmp_path / "out"
     arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"]
-    assert kerdensom(*arguments, "--seed", "1")[0] == 0
+    shutil.copytree(earlier_output, out)
     slow = patched_kerdensom(
         PAUSE_BEFORE_PUBLISH, *arguments, "--seed", "2", tmp_path / "go", tmp_path / "ready"
     )
@@ -292,12 +304,12 @@ module._rename_with_flags = rename
 """
 
 
-def test_a_signal_during_the_replacement_waits_and_keeps_a_late_user_file(tmp_path):
+def test_a_signal_during_the_replacement_waits_and_keeps_a_late_user_file(tmp_path, earlier_output):
     # Review of the first fix: SIGTERM right after the exchange let the clean-up delete the earlier
     # output whole, with a user's file in it.
     out = tmp_path / "out"
     arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"]
-    assert kerdensom(*arguments, "--seed", "1")[0] == 0
+    shutil.copytree(earlier_output, out)
     run = patched_kerdensom(USER_FILE_THEN_SIGTERM_AT_EXCHANGE, *arguments, "--seed", "2")
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 143 and "notes.txt: added while this run was working" in stderr
@@ -319,12 +331,12 @@ module.os.rename = rename
 """
 
 
-def test_an_earlier_output_left_aside_by_a_kill_is_reported(tmp_path):
+def test_an_earlier_output_left_aside_by_a_kill_is_reported(tmp_path, earlier_output):
     """Without an atomic exchange, a kill between the two renames leaves the earlier output aside; the
     next run with that --out says where."""
     out = tmp_path / "out"
     arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"]
-    assert kerdensom(*arguments, "--seed", "1")[0] == 0
+    shutil.copytree(earlier_output, out)
     run = patched_kerdensom(KILL_BETWEEN_FALLBACK_RENAMES, *arguments, "--seed", "2")
     run.communicate(timeout=120)
     assert run.returncode == -signal.SIGKILL and not out.exists()
@@ -379,12 +391,12 @@ def complete_output(out):
 
 
 @pytest.mark.parametrize("step", range(1, 10))
-def test_a_kill_during_the_replacement_never_leaves_a_partial_output(tmp_path, step):
+def test_a_kill_during_the_replacement_never_leaves_a_partial_output(tmp_path, step, earlier_output):
     """Killed just before the exchange (1), before the old output's removal (2), before each of its 6 file
     deletions (3 to 8); the run completes with 9."""
     out = tmp_path / "out"
     arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"]
-    assert kerdensom(*arguments, "--seed", "1")[0] == 0
+    shutil.copytree(earlier_output, out)
     run = patched_kerdensom(KILL_AT_STEP, *arguments, "--seed", "2", step)
     run.communicate(timeout=120)
     assert run.returncode in (-signal.SIGKILL, 0)
@@ -404,11 +416,11 @@ pathlib.Path.unlink = unlink
 """
 
 
-def test_an_earlier_output_that_cannot_be_deleted_is_left_and_said(tmp_path):
+def test_an_earlier_output_that_cannot_be_deleted_is_left_and_said(tmp_path, earlier_output):
     # On main: the old results were gone and the new ones discarded.
     out = tmp_path / "out"
     arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"]
-    assert kerdensom(*arguments, "--seed", "1")[0] == 0
+    shutil.copytree(earlier_output, out)
     run = patched_kerdensom(UNDELETABLE_AVERAGES, *arguments, "--seed", "2")
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 0, stderr
@@ -418,11 +430,11 @@ def test_an_earlier_output_that_cannot_be_deleted_is_left_and_said(tmp_path):
     assert [path.name for path in (tmp_path / left).iterdir()] == ["averages.mrcs"]
 
 
-def test_replacement_without_renameat2(tmp_path):
+def test_replacement_without_renameat2(tmp_path, earlier_output):
     """Where the C library has no renameat2, the earlier output is renamed aside, then removed."""
     out = tmp_path / "out"
     arguments = ["classify", PARTICLES / "rln_proj_64.star", *STACK_RUN, "--out", out, "--overwrite"]
-    assert kerdensom(*arguments, "--seed", "1")[0] == 0
+    shutil.copytree(earlier_output, out)
     run = patched_kerdensom(
         "from sklearn_kerdensom import _output_directory\n_output_directory._renameat2 = lambda: None",
         *arguments, "--seed", "2",
