@@ -14,6 +14,7 @@ pipeline, for two sets of rules:
 
 * ``default``: ``KerDenSOM()``'s defaults (the penalised likelihood, PCA start);
 * ``bending``: the defaults with ``smoothness="bending"``;
+* ``bending 1e4``: the same, annealed from ``reg_initial=1e4`` (a stronger first step);
 * ``reference``: the reference program's rules, ``objective="xmipp", init="random"``.
 
 Measures (mean over seeds; "path particles" are all particles of views and path, the path's in mixed):
@@ -69,6 +70,7 @@ MASK_RADIUS = 26
 RULES = {
     "default": {},
     "bending": {"smoothness": "bending"},
+    "bending 1e4": {"smoothness": "bending", "reg_initial": 1e4},
     "reference": {"objective": "xmipp", "init": "random"},
 }
 MEASURES = (
