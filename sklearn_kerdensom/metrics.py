@@ -94,3 +94,53 @@ def u_matrix(som):
         where=degree > 0,
     )
     return som._frame.distance_to_raw(mean_distance).reshape(fitted.n_rows, fitted.n_columns)
+
+
+def _final_map_and_input(estimator, X):
+    """The fitted map at the end of ``estimator`` (a KerDenSOM, or a Pipeline ending in one) and ``X``
+    transformed by the steps before it."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(estimator, Pipeline):
+        for _, step in estimator.steps[:-1]:
+            if step is not None and step != "passthrough":
+                X = step.transform(X)
+        estimator = estimator.steps[-1][1]
+    return estimator, X
+
+
+def quantization_scorer(estimator, X, y=None):
+    """Minus the :func:`quantization_error` of held-out ``X``: a scorer for model selection.
+
+    Parameters
+    ----------
+    estimator : fitted KerDenSOM, or Pipeline ending in one
+    X : array-like
+        Held-out samples, as the estimator takes them (e.g. images for a pipeline).
+    y : Ignored
+
+    Returns
+    -------
+    score : float
+        Higher is better (``GridSearchCV(scoring=quantization_scorer)``).
+    """
+    som, X = _final_map_and_input(estimator, X)
+    return -quantization_error(som, X)
+
+
+def topographic_scorer(estimator, X, y=None):
+    """Minus the :func:`topographic_error` of held-out ``X``: a scorer for model selection.
+
+    Parameters
+    ----------
+    estimator : fitted KerDenSOM, or Pipeline ending in one
+    X : array-like
+    y : Ignored
+
+    Returns
+    -------
+    score : float
+        Higher is better.
+    """
+    som, X = _final_map_and_input(estimator, X)
+    return -topographic_error(som, X)

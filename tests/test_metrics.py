@@ -46,3 +46,31 @@ def test_hex_u_matrix(blobs):
 
 def test_u_matrix_of_a_single_node(blobs):
     np.testing.assert_array_equal(u_matrix(KerDenSOM(1, 1).fit(blobs)), [[0.0]])
+
+
+def test_scorers_take_a_pipeline_and_held_out_images():
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+
+    from sklearn_kerdensom import MaskVectorizer, circular_mask
+    from sklearn_kerdensom.datasets import make_adk_states
+    from sklearn_kerdensom.metrics import quantization_scorer, topographic_scorer
+
+    images = make_adk_states(20, snr=0.5, binning=2, random_state=0).images
+    mask = circular_mask(images.shape[1:], 12)
+    pipeline = make_pipeline(MaskVectorizer(mask), KerDenSOM(3, 3, max_iter=20, random_state=0)).fit(images)
+    vectors = pipeline[0].transform(images)
+    assert quantization_scorer(pipeline, images) == -quantization_error(pipeline[-1], vectors)
+    assert topographic_scorer(pipeline, images) == -topographic_error(pipeline[-1], vectors)
+    assert quantization_scorer(pipeline[-1], vectors) == -quantization_error(pipeline[-1], vectors)
+    search = GridSearchCV(
+        pipeline,
+        {"kerdensom__n_columns": [2, 4]},
+        scoring={"quantization": quantization_scorer, "topographic": topographic_scorer},
+        refit="quantization",
+        cv=2,
+    ).fit(images)
+    # More nodes quantize better: the larger map is chosen, and every score is a finite minus error.
+    assert search.best_params_ == {"kerdensom__n_columns": 4}
+    assert np.all(np.isfinite(search.cv_results_["mean_test_topographic"]))
+    assert np.all(search.cv_results_["mean_test_topographic"] <= 0)
