@@ -44,9 +44,9 @@ from ._topology import (
 )
 from ._training import Problem, anneal
 
-# The kernel variance never drops below this fraction of the data's mean square
-# per feature, so duplicated or single samples cannot make it 0 (and the
-# memberships 0 / 0).
+# The kernel variance never drops below this fraction of the data's variance per
+# feature (their mean square when they have none), so duplicated or single
+# samples cannot make it 0 (and the memberships 0 / 0).
 _RELATIVE_VARIANCE_FLOOR = 1e-12
 
 _MEMBERSHIP_SUM_TOL = 1e-4
@@ -158,7 +158,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         ``predict(X)`` of the training data: the node of highest membership.
     sigma_ : float
         Fitted kernel width in the objective's convention: the kernel variance
-        (in squared units of the internal, possibly standardized features) for
+        (in squared units of ``X``, or of its z-scores with ``standardize``) for
         ``"likelihood"`` and for the Student-t kernel; for Xmipp's Gaussian rule
         that variance divided by ``n_features`` (reference §9).
     n_iter_ : int
