@@ -64,8 +64,11 @@ def read_particle_table(star_path, *, image_root=None):
     image_root : str or path-like, default=None
         Where to look for stacks that are not where the STAR file says. A stack
         named ``dir/stack.mrcs`` is looked for, in order: as written if the
-        path is absolute, else relative to the STAR file's directory; then
-        ``image_root/dir/stack.mrcs`` and ``image_root/stack.mrcs``.
+        path is absolute; else, as RELION resolves it, relative to the current
+        directory (a RELION project directory, where RELION writes paths such
+        as ``Extract/job007/...`` from), then relative to the STAR file's
+        directory; then ``image_root/dir/stack.mrcs`` and
+        ``image_root/stack.mrcs``.
 
     Returns
     -------
@@ -154,8 +157,11 @@ def load_particles(star_path, *, image_root=None, align=True, pixel_size=None, s
     image_root : str or path-like, default=None
         Where to look for stacks that are not where the STAR file says. A stack
         named ``dir/stack.mrcs`` is looked for, in order: as written if the
-        path is absolute, else relative to the STAR file's directory; then
-        ``image_root/dir/stack.mrcs`` and ``image_root/stack.mrcs``. With a
+        path is absolute; else, as RELION resolves it, relative to the current
+        directory (a RELION project directory, where RELION writes paths such
+        as ``Extract/job007/...`` from), then relative to the STAR file's
+        directory; then ``image_root/dir/stack.mrcs`` and
+        ``image_root/stack.mrcs``. With a
         table of :func:`read_particle_table`, None or the ``image_root`` it was
         read with.
     align : bool, default=True
@@ -374,9 +380,11 @@ def _parse_image_name(name, row, star_path):
 
 
 def _stack_candidates(stack, star_dir, image_root):
-    """Where a stack named in a STAR file may be, in the order they are tried."""
+    """Where a stack named in a STAR file may be, in the order they are tried: as RELION's programs look
+    (an absolute path as it is, a relative one from the current directory, the project directory RELION
+    runs in), then relative to the STAR file, then under ``image_root``."""
     written = Path(stack)
-    candidates = [written if written.is_absolute() else star_dir / written]
+    candidates = [written] if written.is_absolute() else [Path.cwd() / written, star_dir / written]
     if image_root is not None:
         if not written.is_absolute():
             candidates.append(image_root / written)
@@ -390,7 +398,12 @@ def _resolve_stack(stack, star_path, image_root):
         if candidate.is_file():
             return candidate
     looked = ", ".join(str(c) for c in candidates)
-    hint = "" if image_root is not None else " Pass image_root= if the stacks have moved."
+    hint = (
+        ""
+        if image_root is not None
+        else " Run from the RELION project directory, or give where the stacks are now with image_root= "
+        "(kerdensom classify --image-root DIR)."
+    )
     raise FileNotFoundError(f"stack {stack!r} named in {star_path} was not found; looked at: {looked}.{hint}")
 
 

@@ -245,3 +245,16 @@ def test_input_files_are_not_modified(tmp_path):
     )
     assert code == 0, stderr
     assert {path.name: path.read_bytes() for path in PARTICLES.iterdir()} == before
+
+
+def test_classify_a_relion_job_from_the_project_directory_with_no_extra_flags(tmp_path):
+    """RELION writes image names relative to the project directory and runs every program there."""
+    from .test_io import _relion_project
+
+    project, _ = _relion_project(tmp_path)
+    code, _, stderr = kerdensom(
+        "classify", "Refine3D/job200/run_data.star", "--mask-radius", "100", *FAST, "--quiet",
+        "--out", "KerDenSOM/job201", cwd=project,
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert_outputs(project / "KerDenSOM" / "job201", n_particles=5, n_classes=6)

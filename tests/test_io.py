@@ -775,3 +775,47 @@ def test_classify_real_particles_end_to_end(tmp_path):
     classes = starfile.read(paths["classes"])
     np.testing.assert_array_equal(classes["kerdensomClassCount"], averager.counts_)
     np.testing.assert_array_equal(classes["kerdensomMapX"], averager.node_positions_[:, 0])
+
+
+def _relion_project(tmp_path):
+    """A RELION project: the stack in Extract/job007/Micrographs, the STAR file in Refine3D/job200,
+    image names relative to the project directory, as RELION writes them."""
+    project = tmp_path / "project"
+    stack = project / "Extract" / "job007" / "Micrographs" / "mic001.mrcs"
+    stack.parent.mkdir(parents=True)
+    shutil.copyfile(PARTICLES / "relion31.mrcs", stack)
+    star = starfile.read(RELION31_STAR, always_dict=True)
+    star["particles"]["rlnImageName"] = [
+        f"{index:06d}@Extract/job007/Micrographs/mic001.mrcs" for index in range(1, 6)
+    ]
+    (project / "Refine3D" / "job200").mkdir(parents=True)
+    starfile.write(star, project / "Refine3D" / "job200" / "run_data.star")
+    return project, project / "Refine3D" / "job200" / "run_data.star"
+
+
+def test_image_names_resolve_from_the_project_directory_as_in_relion(tmp_path, monkeypatch):
+    # On 895f8d5 every RELION job's STAR file failed unless image_root pointed at the project.
+    project, star = _relion_project(tmp_path)
+    monkeypatch.chdir(project)
+    particles = load_particles(star.relative_to(project), align=False)
+    np.testing.assert_array_equal(particles.images, _mrc_data(PARTICLES / "relion31.mrcs"))
+    # The current directory comes first, as in RELION; a stack beside the STAR file comes after.
+    beside = star.parent / "Extract" / "job007" / "Micrographs" / "mic001.mrcs"
+    beside.parent.mkdir(parents=True)
+    shutil.copyfile(PARTICLES / "rln_proj_64.mrcs", beside)
+    assert read_particle_table(star).stack_paths["Extract/job007/Micrographs/mic001.mrcs"] == (
+        project / "Extract" / "job007" / "Micrographs" / "mic001.mrcs"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert read_particle_table(star).stack_paths["Extract/job007/Micrographs/mic001.mrcs"] == beside
+
+
+def test_missing_stack_error_says_where_it_looked_and_what_to_do(tmp_path, monkeypatch):
+    _, star = _relion_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as error:
+        read_particle_table(star)
+    message = str(error.value)
+    assert str(tmp_path / "Extract/job007/Micrographs/mic001.mrcs") in message  # the current directory
+    assert str(star.parent / "Extract/job007/Micrographs/mic001.mrcs") in message  # beside the STAR file
+    assert "Run from the RELION project directory" in message and "--image-root DIR" in message
