@@ -12,10 +12,12 @@ import argparse
 import json
 import math
 import platform
+import re
 import signal
 import sys
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,18 +47,86 @@ class Terminated(BaseException):
     """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the run cleans up after itself."""
 
 
+# argparse names the flag in its message ("argument --columns: ..."), so the types say only what is wrong.
+
+
+def _integer(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
 def _positive_int(text):
-    value = int(text)
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
 def _n_jobs(text):
-    value = int(text)
+    value = _integer(text)
     if value == 0:
         raise argparse.ArgumentTypeError("must be a number of threads, or negative (-1: all processors)")
     return value
+
+
+def _finite(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _positive(text):
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative(text):
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _existing_directory(text):
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"not an existing directory: {text}")
+    return path
+
+
+# The estimator's parameter names, as the command line spells them, for the messages of its checks.
+_FLAGS = {
+    "n_columns": "--columns",
+    "n_rows": "--rows",
+    "annealing_steps": "--steps",
+    "reg_initial": "--reg-initial",
+    "reg_final": "--reg-final",
+    "max_iter": "--max-iter",
+    "random_state": "--seed",
+    "smoothness": "--smoothness",
+    "objective": "--objective",
+    "df": "--df",
+    "tol": "--tol",
+}
+
+
+def _in_flags(message):
+    """An estimator's error message with its parameter names replaced by the command line's flags."""
+    for name, flag in _FLAGS.items():
+        message = re.sub(rf"'?\b{name}\b'?", flag, message)
+    return message.replace("The --", "--")
+
+
+# Fewer particles than this per class leave most classes empty.
+_PARTICLES_PER_CLASS = 3
 
 
 @contextmanager
@@ -84,16 +154,18 @@ def _add_map_options(parser):
         help="roughness penalty: Xmipp's membrane (default) or bending (spreads the map; likelihood only)",
     )
     group.add_argument("--kernel", choices=["gaussian", "student_t"], default="gaussian")
-    group.add_argument("--df", type=float, default=3.0, help="Student-t degrees of freedom (default: 3)")
-    group.add_argument("--reg-initial", type=float, default=1000.0, help="first regularization (1000)")
-    group.add_argument("--reg-final", type=float, default=200.0, help="last regularization (200)")
+    group.add_argument("--df", type=_positive, default=3.0, help="Student-t degrees of freedom (default: 3)")
+    group.add_argument(
+        "--reg-initial", type=_non_negative, default=1000.0, help="first regularization (1000)"
+    )
+    group.add_argument("--reg-final", type=_non_negative, default=200.0, help="last regularization (200)")
     group.add_argument("--steps", type=_positive_int, default=5, help="annealing steps (default: 5)")
     group.add_argument("--objective", choices=["likelihood", "xmipp"], default="likelihood")
     group.add_argument("--max-iter", type=_positive_int, default=200, help="iterations per step (200)")
-    group.add_argument("--tol", type=float, default=1e-7, help="kernel width tolerance (1e-7)")
+    group.add_argument("--tol", type=_non_negative, default=1e-7, help="kernel width tolerance (1e-7)")
     group.add_argument("--init", choices=["pca", "random"], default="pca")
     group.add_argument("--standardize", action="store_true", help="z-score every pixel (Xmipp --norm)")
-    group.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    group.add_argument("--seed", type=_integer, default=0, help="random seed (default: 0)")
 
 
 def _add_output_options(parser):
@@ -113,14 +185,18 @@ def _parser():
     classify.add_argument("star", type=Path, help="RELION particles STAR file")
     mask = classify.add_mutually_exclusive_group(required=True)
     mask.add_argument("--mask", type=Path, help="mask MRC file (boolean or soft, values in [0, 1])")
-    mask.add_argument("--mask-radius", type=float, help="circular mask radius in pixels")
-    classify.add_argument("--soft-edge", type=float, default=0.0, help="soft edge of --mask-radius (px)")
-    classify.add_argument("--image-root", type=Path, help="where to find stacks that have moved")
-    classify.add_argument("--pixel-size", type=float, help="pixel size in Å, overriding the file's")
+    mask.add_argument("--mask-radius", type=_positive, help="circular mask radius in pixels")
+    classify.add_argument(
+        "--soft-edge", type=_non_negative, default=0.0, help="soft edge of --mask-radius (px)"
+    )
+    classify.add_argument(
+        "--image-root", type=_existing_directory, help="where to find stacks that have moved"
+    )
+    classify.add_argument("--pixel-size", type=_positive, help="pixel size in Å, overriding the file's")
     classify.add_argument("--no-align", action="store_true", help="use the images without alignment")
     classify.add_argument(
         "--scratch",
-        type=Path,
+        type=_existing_directory,
         metavar="DIR",
         help="directory for temporary files that hold the aligned images and their masked vectors instead "
         "of memory (for particle sets larger than memory; deleted at the end)",
@@ -168,7 +244,7 @@ def _estimator(args):
         check_map_fits_in_memory(args.columns, args.rows)
         som._check_smoothness_objective()
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(_in_flags(str(error))) from None
     return som
 
 
@@ -215,6 +291,11 @@ def _say(args, message):
         print(message, flush=True)
 
 
+def _warn(args, message):
+    if not args.quiet:
+        print(f"kerdensom: warning: {message}", file=sys.stderr, flush=True)
+
+
 def _history_for_json(history):
     return [
         {key: (value.tolist() if isinstance(value, np.ndarray) else value) for key, value in step.items()}
@@ -239,7 +320,12 @@ def _fit(images, mask, som, args):
     """The ClassAverager of ``MaskVectorizer(mask) -> som`` fitted on the images, and its fit time."""
     _say(args, f"fitting a {args.columns} x {args.rows} map on {len(images)} images of {images.shape[1:]} px")
     start = time.perf_counter()
-    averager = ClassAverager(make_pipeline(MaskVectorizer(mask), som)).fit(images)
+    # The fit's warnings (a step stopped at --max-iter) become one line each, like the command's own.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        averager = ClassAverager(make_pipeline(MaskVectorizer(mask), som)).fit(images)
+    for warning in caught:
+        _warn(args, str(warning.message))
     return averager, time.perf_counter() - start
 
 
@@ -301,19 +387,51 @@ def _check_mask_file(path):
         raise FileNotFoundError(f"mask file not found: {path}")
 
 
+def _check_settings(args, n_particles):
+    """Warnings, before any work, for settings that make little sense with this many particles."""
+    n_classes = args.columns * args.rows
+    if n_particles < _PARTICLES_PER_CLASS * n_classes:
+        _warn(
+            args,
+            f"{n_particles} particles for {n_classes} classes (fewer than {_PARTICLES_PER_CLASS} a class): "
+            "most classes will be empty; a smaller map (--columns, --rows) suits them better",
+        )
+
+
+def _mask_for(args, shape):
+    """The mask of the command line for images of ``shape``, checked against it before any image is read."""
+    if args.mask is not None:
+        mask = _read_mask(args.mask)
+        if mask.shape != shape:
+            raise ValueError(f"mask {args.mask} has shape {mask.shape}, but the particles are {shape} px")
+        return mask
+    half_box = min(shape) / 2
+    if args.mask_radius + args.soft_edge > half_box:
+        edge = f" + --soft-edge {args.soft_edge:g}" if args.soft_edge else ""
+        _warn(
+            args,
+            f"--mask-radius {args.mask_radius:g}{edge} reaches beyond the {shape[1]} x {shape[0]} px box "
+            f"(half of it is {half_box:g} px): the corners of the images, not the particles, fill the mask's "
+            "edge",
+        )
+    return circular_mask(shape, args.mask_radius, soft_edge=args.soft_edge)
+
+
 def _classify(args):
-    from .io import read_particle_table
+    from .io import read_image_shape, read_particle_table
 
     som = _estimator(args)
     _check_mask_file(args.mask)
     table = read_particle_table(args.star, image_root=args.image_root)
+    mask = _mask_for(args, read_image_shape(next(iter(table.stack_paths.values()))))
+    _check_settings(args, len(table.metadata))
     inputs = [args.star, *table.stack_paths.values(), *([args.mask] if args.mask is not None else [])]
     with _output_directory(args, inputs) as output, _temporary_files_in(args.scratch):
-        written = _classify_particles(args, som, table, output.staging)
+        written = _classify_particles(args, som, table, mask, output.staging)
     _say(args, f"wrote {args.out}: {', '.join(written)}")
 
 
-def _classify_particles(args, som, table, staging):
+def _classify_particles(args, som, table, mask, staging):
     from .io import load_particles
 
     start = time.perf_counter()
@@ -326,13 +444,12 @@ def _classify_particles(args, som, table, staging):
     )
     read_s = time.perf_counter() - start
     _say(args, f"read {len(particles.images)} particles from {args.star} in {read_s:.1f}s")
-    shape = particles.images.shape[1:]
-    if args.mask is not None:
-        mask = _read_mask(args.mask)
-        if mask.shape != shape:
-            raise ValueError(f"mask {args.mask} has shape {mask.shape}, but the particles are {shape} px")
-    else:
-        mask = circular_mask(shape, args.mask_radius, soft_edge=args.soft_edge)
+    if particles.pixel_size is None:
+        _warn(
+            args,
+            "no pixel size in the STAR file or the MRC headers: the outputs' headers say 0 Å; "
+            "give it with --pixel-size",
+        )
     averager, fit_s = _fit(particles.images, mask, som, args)
     summary = _summary(averager, particles.images, mask, args, particles.pixel_size)
     summary["timings"] = {"read_s": read_s, "fit_s": fit_s}
@@ -343,6 +460,7 @@ def _classify_particles(args, som, table, staging):
 
 def _demo(args):
     som = _estimator(args)
+    _check_settings(args, args.n_particles)
     with _output_directory(args) as output:
         written = _run_demo(args, som, output.staging)
     _say(args, f"wrote {args.out}: {', '.join(written)}")

@@ -268,6 +268,28 @@ def read_stack(path):
     return images
 
 
+def read_image_shape(path):
+    """``(height, width)`` of the images of an MRC file, from its header alone (no pixel is read).
+
+    Parameters
+    ----------
+    path : str or path-like
+        An MRC stack or 2-D image.
+
+    Returns
+    -------
+    shape : tuple of int
+    """
+    path = Path(path)
+    problem = _mrc_header_problem(path)
+    if problem is not None:
+        raise ValueError(f"{path} is not a readable MRC file: {problem}.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with mrcfile.mrcfile.MrcFile(path, mode="r", permissive=True, header_only=True) as mrc:
+            return int(mrc.header.ny), int(mrc.header.nx)
+
+
 def _check_directory(directory, name):
     if directory is None:
         return None

@@ -157,19 +157,57 @@ def test_demo(tmp_path):
         (
             ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--reg-initial", "10"],
             2,
-            "reg_initial",
+            "--reg-initial=10.0 is smaller than --reg-final=200.0",
         ),
         (
             ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--reg-final", "0"],
             2,
-            "reg_final=0",
+            "--reg-final=0",
         ),
         (
             ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--df", "-1"],
             2,
-            "'df' parameter",
+            "argument --df: must be > 0",
         ),
-        (["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "-3"], 1, "radius must be > 0"),
+        (
+            ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "-3"],
+            2,
+            "--mask-radius: must be > 0",
+        ),
+        (
+            ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--soft-edge", "nan"],
+            2,
+            "argument --soft-edge: must be a finite number",
+        ),
+        (
+            ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--columns", "seven"],
+            2,
+            "argument --columns: must be an integer, got 'seven'",
+        ),
+        (
+            ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--image-root", "nowhere"],
+            2,
+            "argument --image-root: not an existing directory: nowhere",
+        ),
+        (
+            ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--pixel-size", "0"],
+            2,
+            "argument --pixel-size: must be > 0",
+        ),
+        (
+            [
+                "classify",
+                PARTICLES / "rln_proj_64.star",
+                "--mask-radius",
+                "20",
+                "--smoothness",
+                "bending",
+                "--objective",
+                "xmipp",
+            ],
+            2,
+            "--smoothness='bending' needs --objective='likelihood'",
+        ),
         (["classify", PARTICLES / "rln_proj_64.star", "--mask", "nomask.mrc"], 1, "mask file not found"),
         (["classify", PARTICLES / "rln_proj_64.star"], 2, "one of the arguments --mask --mask-radius"),
         (
@@ -180,8 +218,8 @@ def test_demo(tmp_path):
         (["demo", "--topology", "square"], 2, "invalid choice"),
         (
             ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--scratch", "nowhere"],
-            1,
-            "scratch_dir is not an existing directory",
+            2,
+            "argument --scratch: not an existing directory: nowhere",
         ),
         (
             ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--jobs", "0"],
@@ -206,11 +244,12 @@ def test_bad_input_gives_one_line_error(tmp_path, args, code, message):
 def test_wrong_mask_size(tmp_path):
     with mrcfile.new(tmp_path / "mask.mrc") as mrc:
         mrc.set_data(np.ones((32, 32), dtype=np.float32))
-    code, _, stderr = kerdensom(
+    code, stdout, stderr = kerdensom(
         "classify", PARTICLES / "rln_proj_64.star", "--mask", tmp_path / "mask.mrc", "--out", tmp_path / "out"
     )
     assert code == 1
     mask = tmp_path / "mask.mrc"
+    assert "read" not in stdout  # found from the stack's header, before any particle is read
     assert stderr.strip() == (
         f"kerdensom: error: mask {mask} has shape (32, 32), but the particles are (64, 64) px"
     )
@@ -258,3 +297,21 @@ def test_classify_a_relion_job_from_the_project_directory_with_no_extra_flags(tm
     )  # fmt: skip
     assert code == 0, stderr
     assert_outputs(project / "KerDenSOM" / "job201", n_particles=5, n_classes=6)
+
+
+def test_settings_that_make_little_sense_are_warned_before_any_work(tmp_path):
+    # On 895f8d5: 5 particles on 49 classes and a mask beyond the box passed silently.
+    code, stdout, stderr = kerdensom(
+        "classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "40", "--max-iter", "5",
+        "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert code == 0, stderr
+    warnings = [line for line in stderr.splitlines() if line.startswith("kerdensom: warning:")]
+    assert any("5 particles for 49 classes" in line for line in warnings)
+    assert any("--mask-radius 40 reaches beyond the 64 x 64 px box" in line for line in warnings)
+    assert stdout.index("read 5 particles") >= 0  # the run goes on
+    code, _, stderr = kerdensom(
+        "classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "40", "--max-iter", "5", "--quiet",
+        "--out", tmp_path / "quiet",
+    )  # fmt: skip
+    assert code == 0 and stderr == ""
