@@ -117,14 +117,16 @@ def _normalized(images, normalize):
     return scaled.reshape(images.shape)
 
 
-def _label_count(ax, centre, half_side, count):
-    """Class size in the lower left corner of a cell, on a dark box so it reads on any image."""
+def _label_cell(ax, centre, half_side, text, corner):
+    """``text`` in the ``"upper"`` or ``"lower"`` left corner of a cell, on a dark box so it reads on any
+    image (row 0 is at the top: a larger y is lower)."""
+    lower = corner == "lower"
     ax.text(
         centre[0] - half_side,
-        centre[1] + half_side,
-        f"n={count}",
+        centre[1] + (half_side if lower else -half_side),
+        text,
         ha="left",
-        va="bottom",
+        va="bottom" if lower else "top",
         fontsize="x-small",
         color="white",
         bbox={"boxstyle": "square,pad=0.15", "facecolor": "black", "alpha": 0.55, "linewidth": 0},
@@ -156,6 +158,8 @@ def plot_map(
     counts : array-like of int of shape (n_nodes,), default=None
         Class sizes (images per node). When given, each cell is labelled
         ``"n=<count>"`` in its lower left corner, and empty classes are greyed.
+        Every cell carries its class number ``"#<node + 1>"`` (``rlnClassNumber``
+        in the STAR files) in its upper left corner.
     topology : {"rect", "hex"}, default="rect"
         Map topology; a hexagonal map has its rows ``sqrt(3) / 2`` node
         spacings apart (and its odd rows shifted, from ``node_positions``).
@@ -205,8 +209,10 @@ def plot_map(
             # Greyed, not hidden: an empty node's code vector still shows what the map interpolates there.
             alpha=0.3 if empty else None,
         )
+        # The class number written to the STAR files (rlnClassNumber: the node, counted from 1).
+        _label_cell(ax, centre, half_side, f"#{node + 1}", "upper")
         if counts is not None:
-            _label_count(ax, centre, half_side, int(counts[node]))
+            _label_cell(ax, centre, half_side, f"n={int(counts[node])}", "lower")
     _frame_map(ax, centres, 0.5, 0.5 * _row_spacing(topology))
     if title is not None:
         ax.set_title(title)

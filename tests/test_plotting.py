@@ -286,3 +286,16 @@ def test_a_class_map_saves_to_png(averager, tmp_path):
 def test_the_package_does_not_import_matplotlib():
     code = "import sys, sklearn_kerdensom; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_cell_carries_its_class_number():
+    # On 895f8d5 the tiles carried only n=count: picking classes meant computing row * 7 + col + 1.
+    from sklearn_kerdensom.plotting import plot_map
+
+    positions = np.column_stack([np.tile(np.arange(3), 2), np.repeat(np.arange(2), 3)]).astype(float)
+    _fig, ax = plot_map(np.random.default_rng(0).random((6, 4, 4)), positions, counts=[1, 0, 2, 3, 4, 5])
+    numbers = [text for text in ax.texts if text.get_text().startswith("#")]
+    assert [text.get_text() for text in numbers] == [f"#{c}" for c in range(1, 7)]
+    # Each number sits at the top left of its own cell (row 0 at the top).
+    for text, (x, y) in zip(numbers, positions, strict=True):
+        assert text.get_position()[0] < x and text.get_position()[1] < y
