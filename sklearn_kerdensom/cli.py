@@ -171,7 +171,11 @@ def _add_map_options(parser):
 def _add_output_options(parser):
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
-    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    talk.add_argument(
+        "-v", "--verbose", action="store_true", help="a line per iteration, not only per annealing step"
+    )
 
 
 def _parser():
@@ -236,7 +240,7 @@ def _estimator(args):
         init=args.init,
         standardize=args.standardize,
         random_state=args.seed,
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet else 2 if args.verbose else 1,
     )
     try:
         som._validate_params()

@@ -322,3 +322,15 @@ def test_settings_that_make_little_sense_are_warned_before_any_work(tmp_path):
         "--out", tmp_path / "quiet",
     )  # fmt: skip
     assert code == 0 and stderr == ""
+
+
+def test_verbose_prints_every_iteration(tmp_path):
+    arguments = ["demo", "--n-particles", "60", *FAST]
+    code, stdout, stderr = kerdensom(*arguments, "--out", tmp_path / "plain")
+    assert code == 0, stderr
+    code, verbose, stderr = kerdensom(*arguments, "-v", "--out", tmp_path / "verbose")
+    assert code == 0, stderr
+    iterations = [line for line in verbose.splitlines() if " iteration " in line]
+    summary = json.loads((tmp_path / "verbose" / "summary.json").read_text())
+    assert len(iterations) == summary["n_iter"] and "sigma=" in iterations[0]
+    assert not any(" iteration " in line for line in stdout.splitlines())
