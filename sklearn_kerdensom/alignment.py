@@ -73,7 +73,12 @@ def _alignment_parameters(n_images, shifts, psi, mirror):
     return shifts, psi, mirror
 
 
+# Blocks of at most this many images, so that a progress report comes every few seconds.
+_MAX_BLOCK_IMAGES = 1000
+
+
 def _align_block(images, rows, shifts, psi, mirror, out):
+    """Align the images ``rows`` into ``out``; returns how many."""
     centre = np.array(images.shape[1:], dtype=np.float64) // 2
     for index in range(rows.start, rows.stop):
         if not shifts[index].any() and psi[index] % 360 == 0 and not mirror[index]:
@@ -88,24 +93,29 @@ def _align_block(images, rows, shifts, psi, mirror, out):
             order=3,
             mode="grid-wrap",
         )
+    return rows.stop - rows.start
 
 
-def _align_into(images, shifts, psi, mirror, out, n_jobs=None):
+def _align_into(images, shifts, psi, mirror, out, n_jobs=None, progress=None):
     """Write the aligned ``images`` into ``out``, which may be ``images`` itself (in place).
 
     Parameters are checked by the caller (:func:`_alignment_parameters`). Each
     image is read whole before its own slot of ``out`` is written, so aligning
     in place is exact. Blocks of images run on ``n_jobs`` threads (joblib's
-    convention): SciPy's resampling releases the GIL.
+    convention): SciPy's resampling releases the GIL. ``progress(n)``, if given,
+    is called as each block of ``n`` images is done.
     """
     n_images = len(images)
-    n_blocks = max(1, min(n_images, 4 * effective_n_jobs(n_jobs)))
+    n_blocks = max(1, min(n_images, max(4 * effective_n_jobs(n_jobs), -(-n_images // _MAX_BLOCK_IMAGES))))
     bounds = np.linspace(0, n_images, n_blocks + 1).astype(int)
     blocks = [slice(start, stop) for start, stop in pairwise(bounds) if stop > start]
     # Threads whatever joblib backend is configured: processes would write into copies of ``out``.
-    Parallel(n_jobs=n_jobs, require="sharedmem")(
+    done = Parallel(n_jobs=n_jobs, require="sharedmem", return_as="generator_unordered")(
         delayed(_align_block)(images, rows, shifts, psi, mirror, out) for rows in blocks
     )
+    for n_done in done:
+        if progress is not None:
+            progress(n_done)
     return out
 
 

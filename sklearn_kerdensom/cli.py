@@ -435,17 +435,44 @@ def _classify(args):
     _say(args, f"wrote {args.out}: {', '.join(written)}")
 
 
+_STAGES = {"read": "reading", "align": "aligning"}
+
+
+@contextmanager
+def _progress_bars(args, total):
+    """A ``progress(stage, n)`` callable that moves one progress bar (with its rate and time left) per
+    stage, on standard error when it is a terminal; none with ``--quiet``."""
+    from tqdm import tqdm
+
+    bars = {}
+
+    def progress(stage, n_images):
+        if stage not in bars:
+            bars[stage] = tqdm(
+                total=total, desc=_STAGES[stage], unit=" images", disable=True if args.quiet else None
+            )
+        bars[stage].update(n_images)
+
+    try:
+        yield progress
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
 def _classify_particles(args, som, table, mask, staging):
     from .io import load_particles
 
     start = time.perf_counter()
-    particles = load_particles(
-        table,
-        align=not args.no_align,
-        pixel_size=args.pixel_size,
-        scratch_dir=args.scratch,
-        n_jobs=args.jobs,
-    )
+    with _progress_bars(args, len(table.metadata)) as progress:
+        particles = load_particles(
+            table,
+            align=not args.no_align,
+            pixel_size=args.pixel_size,
+            scratch_dir=args.scratch,
+            n_jobs=args.jobs,
+            progress=progress,
+        )
     read_s = time.perf_counter() - start
     _say(args, f"read {len(particles.images)} particles from {args.star} in {read_s:.1f}s")
     if particles.pixel_size is None:

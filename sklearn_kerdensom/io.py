@@ -11,6 +11,7 @@ written.
 import math
 import warnings
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 import mrcfile
@@ -144,7 +145,9 @@ def _checked_table(star_path, image_root):
     return table
 
 
-def load_particles(star_path, *, image_root=None, align=True, pixel_size=None, scratch_dir=None, n_jobs=None):
+def load_particles(
+    star_path, *, image_root=None, align=True, pixel_size=None, scratch_dir=None, n_jobs=None, progress=None
+):
     """Load the particle images and metadata of a RELION STAR file.
 
     Parameters
@@ -182,6 +185,11 @@ def load_particles(star_path, *, image_root=None, align=True, pixel_size=None, s
     n_jobs : int, default=None
         Threads that align the images (joblib's convention: None is 1 unless
         in a ``joblib.parallel_config`` context, -1 is all processors).
+    progress : callable, default=None
+        Called as ``progress(stage, n_images)`` each time a chunk of
+        ``n_images`` has been read (``stage="read"``) or aligned
+        (``stage="align"``), e.g. to move a progress bar; each stage adds up
+        to the number of particles.
 
     Returns
     -------
@@ -224,7 +232,10 @@ def load_particles(star_path, *, image_root=None, align=True, pixel_size=None, s
     table = _checked_table(star_path, image_root)
     star_path, metadata, addresses = table["star_path"], table["metadata"], table["addresses"]
 
-    images, header_pixel_size = _read_images(addresses, star_path, table["stack_paths"], scratch_dir)
+    report = (lambda stage: None) if progress is None else (lambda stage: partial(progress, stage))
+    images, header_pixel_size = _read_images(
+        addresses, star_path, table["stack_paths"], scratch_dir, report("read")
+    )
     _check_finite_images(images, addresses, star_path)
 
     if pixel_size is None:
@@ -235,7 +246,13 @@ def load_particles(star_path, *, image_root=None, align=True, pixel_size=None, s
     psi = _numeric_column(metadata, "rlnAnglePsi", star_path)
     if align:
         # In place: the images are this function's own array, and a second copy would double the memory.
-        _align_into(images, *_alignment_parameters(len(images), shifts, psi, None), out=images, n_jobs=n_jobs)
+        _align_into(
+            images,
+            *_alignment_parameters(len(images), shifts, psi, None),
+            out=images,
+            n_jobs=n_jobs,
+            progress=report("align"),
+        )
     return Bunch(
         images=images,
         metadata=metadata,
@@ -531,7 +548,7 @@ def _image_chunks(n_images, image_shape):
     return sample_chunks(n_images, math.prod(image_shape), 1)
 
 
-def _read_images(addresses, star_path, stack_paths, scratch_dir):
+def _read_images(addresses, star_path, stack_paths, scratch_dir, progress=None):
     """Images (n, h, w) float32 in row order, and the stacks' common voxel size (None if unset).
 
     ``stack_paths`` maps every stack name of ``addresses`` to its file.
@@ -557,6 +574,8 @@ def _read_images(addresses, star_path, stack_paths, scratch_dir):
         # Fancy indexing a memmap reads just these images from disk, a chunk at a time.
         for chunk in _image_chunks(len(rows), stack_images.shape[1:]):
             images[rows[chunk]] = stack_images[indices[rows[chunk]] - 1]
+            if progress is not None:
+                progress(len(rows[chunk]))
         voxel_sizes.add(voxel_size)
     header_pixel_size = voxel_sizes.pop() if len(voxel_sizes) == 1 else None
     return images, (header_pixel_size if header_pixel_size and header_pixel_size > 0 else None)

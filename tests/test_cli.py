@@ -334,3 +334,35 @@ def test_verbose_prints_every_iteration(tmp_path):
     summary = json.loads((tmp_path / "verbose" / "summary.json").read_text())
     assert len(iterations) == summary["n_iter"] and "sigma=" in iterations[0]
     assert not any(" iteration " in line for line in stdout.splitlines())
+
+
+def test_progress_bars_on_a_terminal_only(tmp_path):
+    """On a terminal, bars for reading and aligning (with rate and time left); in a pipe, none."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    arguments = ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "25", *FAST]
+    leader, follower = pty.openpty()
+    # A terminal of 24 rows and 120 columns (a new pseudo-terminal has none, and tqdm draws nothing there).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "sklearn_kerdensom.cli", *map(str, arguments), "--out", tmp_path / "tty"],
+        stdin=follower, stdout=follower, stderr=follower, env={**os.environ, "MPLBACKEND": "Agg"},
+    )  # fmt: skip
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the command has exited and closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    assert run.wait(timeout=120) == 0, screen.decode()
+    text = screen.decode()
+    assert "reading: 100%" in text and "aligning: 100%" in text and "5/5" in text
+    code, stdout, stderr = kerdensom(*arguments, "--out", tmp_path / "pipe")
+    assert code == 0 and "reading" not in stderr + stdout and "%|" not in stderr

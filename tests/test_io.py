@@ -819,3 +819,17 @@ def test_missing_stack_error_says_where_it_looked_and_what_to_do(tmp_path, monke
     assert str(tmp_path / "Extract/job007/Micrographs/mic001.mrcs") in message  # the current directory
     assert str(star.parent / "Extract/job007/Micrographs/mic001.mrcs") in message  # beside the STAR file
     assert "Run from the RELION project directory" in message and "--image-root DIR" in message
+
+
+@pytest.mark.parametrize("scratch", [False, True])
+def test_progress_reports_every_image_read_and_aligned(tmp_path, scratch):
+    reports = []
+    particles = load_particles(
+        RELION31_STAR,
+        scratch_dir=tmp_path if scratch else None,
+        progress=lambda *report: reports.append(report),
+    )
+    stages = [stage for stage, _ in reports]
+    assert stages == sorted(stages, key=["read", "align"].index)  # every read before any alignment
+    for stage in ("read", "align"):
+        assert sum(n for name, n in reports if name == stage) == len(particles.images)
