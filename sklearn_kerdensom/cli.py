@@ -300,13 +300,6 @@ def _warn(args, message):
         print(f"kerdensom: warning: {message}", file=sys.stderr, flush=True)
 
 
-def _history_for_json(history):
-    return [
-        {key: (value.tolist() if isinstance(value, np.ndarray) else value) for key, value in step.items()}
-        for step in history
-    ]
-
-
 def _versions():
     import scipy
     import sklearn
@@ -346,7 +339,7 @@ def _summary(averager, images, mask, args, pixel_size):
         "sigma": fitted.sigma_,
         "n_iter": fitted.n_iter_,
         "converged": fitted.converged_,
-        "history": _history_for_json(fitted.annealing_history_),
+        "history": fitted.annealing_history_,  # made JSON by _json_value
         "class_sizes": averager.counts_.tolist(),
     }
 
