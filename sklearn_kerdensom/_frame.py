@@ -99,14 +99,18 @@ class Frame:
         """A variance of internal coordinates in squared raw units (standardized units with ``scale``)."""
         return math.ldexp(variance, 2 * self.exponent)
 
+    def _scale_log_jacobian(self, n_features):
+        """The power-of-two scale's part of :meth:`log_jacobian`."""
+        return -n_features * self.exponent * math.log(2.0)
+
     def negative_log_likelihood_to_raw(self, negative_log_likelihood, n_samples, n_features):
         """A negative log-likelihood (summed over samples) of internal coordinates in the units of the
         data, but for the standardization's scale."""
-        return negative_log_likelihood + n_samples * n_features * self.exponent * math.log(2.0)
+        return negative_log_likelihood - n_samples * self._scale_log_jacobian(n_features)
 
     def log_jacobian(self, n_features):
         """Turns a log density of internal coordinates into one of raw features."""
-        log_jacobian = -n_features * self.exponent * math.log(2.0)
+        log_jacobian = self._scale_log_jacobian(n_features)
         if self.scale is not None:
             log_jacobian -= float(np.sum(np.log(self.scale)))
         return log_jacobian

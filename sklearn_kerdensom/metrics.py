@@ -102,10 +102,7 @@ def _final_map_and_input(estimator, X):
     from sklearn.pipeline import Pipeline
 
     if isinstance(estimator, Pipeline):
-        for _, step in estimator.steps[:-1]:
-            if step is not None and step != "passthrough":
-                X = step.transform(X)
-        estimator = estimator.steps[-1][1]
+        return estimator[-1], estimator[:-1].transform(X)
     return estimator, X
 
 
