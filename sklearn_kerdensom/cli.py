@@ -379,11 +379,6 @@ def _write_outputs(averager, summary, args, staging, *, metadata=None, pixel_siz
     return sorted([*summary[MANIFEST_KEY], SUMMARY])
 
 
-def _check_mask_file(path):
-    if path is not None and not path.is_file():
-        raise FileNotFoundError(f"mask file not found: {path}")
-
-
 def _check_settings(args, n_particles):
     """Warnings, before any work, for settings that make little sense with this many particles."""
     n_classes = args.columns * args.rows
@@ -418,7 +413,6 @@ def _classify(args):
     from .io import read_image_shape, read_particle_table
 
     som = _estimator(args)
-    _check_mask_file(args.mask)
     table = read_particle_table(args.star, image_root=args.image_root)
     mask = _mask_for(args, read_image_shape(next(iter(table.stack_paths.values()))))
     _check_settings(args, len(table.metadata))
