@@ -35,8 +35,10 @@ from ._output_directory import (
 )
 from ._topology import check_map_fits_in_memory
 from .averaging import ClassAverager, mean_per_class
+from .ctf import PHASE_FLIPPED_COLUMN, PREMULTIPLIED_COLUMN, CTFParameters, has_ctf, missing_ctf_columns
 from .estimator import KerDenSOM
 from .masking import MaskVectorizer, circular_mask
+from .metrics import position_correlation
 
 
 class UsageError(ValueError):
@@ -197,6 +199,14 @@ def _parser():
         "--image-root", type=_existing_directory, help="where to find stacks that have moved"
     )
     classify.add_argument("--pixel-size", type=_positive, help="pixel size in Å, overriding the file's")
+    classify.add_argument(
+        "--ctf",
+        choices=["auto", "phase-flip", "none"],
+        default="auto",
+        help="CTF correction before alignment: phase-flip with the STAR file's CTF parameters (RELION's "
+        "conventions), unless its optics group says the images are already phase-flipped; auto (default) "
+        "phase-flips when the file has CTF parameters and does nothing when it has none",
+    )
     classify.add_argument("--no-align", action="store_true", help="use the images without alignment")
     classify.add_argument(
         "--scratch",
@@ -390,6 +400,25 @@ def _check_settings(args, n_particles):
         )
 
 
+def _check_ctf(args, metadata):
+    """Before any image is read: an error if ``--ctf phase-flip`` has no CTF to flip with, a warning if
+    ``--ctf auto`` finds none."""
+    missing = missing_ctf_columns(metadata)
+    if not missing:
+        return
+    if args.ctf == "phase-flip":
+        raise ValueError(
+            f"--ctf phase-flip: {args.star} has no CTF parameters ({', '.join(missing)} missing); use "
+            "--ctf none for particles that need no correction"
+        )
+    if args.ctf == "auto":
+        _warn(
+            args,
+            f"{args.star} has no CTF parameters ({', '.join(missing)} missing): the particles are classified "
+            "without CTF correction; unless they are already corrected, the map may sort them by defocus",
+        )
+
+
 def _mask_for(args, shape):
     """The mask of the command line for images of ``shape``, checked against it before any image is read."""
     if args.mask is not None:
@@ -416,13 +445,14 @@ def _classify(args):
     table = read_particle_table(args.star, image_root=args.image_root)
     mask = _mask_for(args, read_image_shape(next(iter(table.stack_paths.values()))))
     _check_settings(args, len(table.metadata))
+    _check_ctf(args, table.metadata)
     inputs = [args.star, *table.stack_paths.values(), *([args.mask] if args.mask is not None else [])]
     with _output_directory(args, inputs) as output, _temporary_files_in(args.scratch):
         written = _classify_particles(args, som, table, mask, output.staging)
     _say(args, f"wrote {args.out}: {', '.join(written)}")
 
 
-_STAGES = {"read": "reading", "align": "aligning"}
+_STAGES = {"read": "reading", "ctf": "phase-flipping", "align": "aligning"}
 
 
 @contextmanager
@@ -454,6 +484,7 @@ def _classify_particles(args, som, table, mask, staging):
     with _progress_bars(args, len(table.metadata)) as progress:
         particles = load_particles(
             table,
+            ctf=args.ctf,
             align=not args.no_align,
             pixel_size=args.pixel_size,
             scratch_dir=args.scratch,
@@ -462,6 +493,7 @@ def _classify_particles(args, som, table, mask, staging):
         )
     read_s = time.perf_counter() - start
     _say(args, f"read {len(particles.images)} particles from {args.star} in {read_s:.1f}s")
+    _say_ctf(args, particles)
     if particles.pixel_size is None:
         _warn(
             args,
@@ -471,9 +503,31 @@ def _classify_particles(args, som, table, mask, staging):
     averager, fit_s = _fit(particles.images, mask, som, args)
     summary = _summary(averager, particles.images, mask, args, particles.pixel_size)
     summary["timings"] = {"read_s": read_s, "fit_s": fit_s}
+    summary["ctf"] = {"correction": args.ctf, "phase_flipped": int(particles.phase_flipped.sum())}
+    if has_ctf(particles.metadata):
+        defocus = CTFParameters.from_table(particles.metadata)
+        correlation = position_correlation(
+            averager.node_positions_[averager.labels_], (defocus.defocus_u + defocus.defocus_v) / 2
+        )
+        summary["ctf"]["defocus_correlation"] = correlation
+        if math.isfinite(correlation):
+            # A map that sorts the particles by defocus shows the microscope, not the structure.
+            _say(args, f"defocus vs map position: R = {correlation:.2f}")
     return _write_outputs(
         averager, summary, args, staging, metadata=particles.metadata, pixel_size=particles.pixel_size
     )
+
+
+def _say_ctf(args, particles):
+    n_flipped, n_particles = int(particles.phase_flipped.sum()), len(particles.phase_flipped)
+    if n_flipped:
+        _say(args, f"phase-flipped {n_flipped} of {n_particles} particles with their CTF parameters")
+    if args.ctf != "none" and n_flipped < n_particles and has_ctf(particles.metadata):
+        _say(
+            args,
+            f"{n_particles - n_flipped} particles not phase-flipped: their optics group says they are "
+            f"already ({PHASE_FLIPPED_COLUMN} or {PREMULTIPLIED_COLUMN} 1)",
+        )
 
 
 def _demo(args):
@@ -495,7 +549,7 @@ def _run_demo(args, som, staging):
     averager, fit_s = _fit(data.images, mask, som, args)
     summary = _summary(averager, data.images, mask, args, data.pixel_size)
     summary["timings"] = {"simulate_s": simulate_s, "fit_s": fit_s}
-    correlation = _path_correlation(averager, data)
+    correlation = position_correlation(averager.node_positions_[averager.labels_], data.path_coordinate)
     summary["path_correlation"] = correlation
     shown = f"{correlation:.3f}" if math.isfinite(correlation) else "undefined (too few particles or classes)"
     _say(args, f"path coordinate vs map position: R = {shown}")
@@ -516,17 +570,6 @@ def _plot_path_coordinate(averager, data):
     )
     ax.set_title("Mean path coordinate of each class")
     return fig, ax
-
-
-def _path_correlation(averager, data):
-    """How well the map position of each particle predicts its path coordinate (linear fit, R)."""
-    positions = averager.node_positions_[averager.labels_]
-    design = np.column_stack([positions, np.ones(len(positions))])
-    coefficients, *_ = np.linalg.lstsq(design, data.path_coordinate, rcond=None)
-    fitted = design @ coefficients
-    if len(fitted) < 3 or np.ptp(fitted) == 0 or np.ptp(data.path_coordinate) == 0:
-        return math.nan  # undefined: too few particles, or every particle in one class
-    return float(np.corrcoef(fitted, data.path_coordinate)[0, 1])
 
 
 def _terminate(signal_number, frame):

@@ -23,6 +23,7 @@ from sklearn.utils import Bunch
 from ._chunks import sample_chunks
 from ._samples import temporary_memmap
 from .alignment import _align_into, _alignment_parameters
+from .ctf import CTFParameters, flip_phases_into, has_ctf, rows_to_flip
 
 IMAGE_COLUMN = "rlnImageName"
 OPTICS_GROUP_COLUMN = "rlnOpticsGroup"
@@ -145,8 +146,19 @@ def _checked_table(star_path, image_root):
     return table
 
 
+CTF_CORRECTIONS = ("auto", "phase-flip", "none")
+
+
 def load_particles(
-    star_path, *, image_root=None, align=True, pixel_size=None, scratch_dir=None, n_jobs=None, progress=None
+    star_path,
+    *,
+    image_root=None,
+    ctf="none",
+    align=True,
+    pixel_size=None,
+    scratch_dir=None,
+    n_jobs=None,
+    progress=None,
 ):
     """Load the particle images and metadata of a RELION STAR file.
 
@@ -167,6 +179,13 @@ def load_particles(
         ``image_root/stack.mrcs``. With a
         table of :func:`read_particle_table`, None or the ``image_root`` it was
         read with.
+    ctf : {"none", "phase-flip", "auto"}, default="none"
+        CTF correction, before alignment (the CTF's astigmatism is in the
+        micrograph's frame): ``"phase-flip"`` flips the phases of every image
+        by the sign of its CTF (:mod:`sklearn_kerdensom.ctf`, RELION's
+        conventions) unless its optics group says the images are already
+        phase-flipped or CTF-premultiplied; ``"auto"`` does the same when the
+        file has CTF parameters, and nothing when it has none.
     align : bool, default=True
         Bring the images to the common frame (centred, in-plane angle 0) with
         the alignment in the file, by
@@ -187,9 +206,9 @@ def load_particles(
         in a ``joblib.parallel_config`` context, -1 is all processors).
     progress : callable, default=None
         Called as ``progress(stage, n_images)`` each time a chunk of
-        ``n_images`` has been read (``stage="read"``) or aligned
-        (``stage="align"``), e.g. to move a progress bar; each stage adds up
-        to the number of particles.
+        ``n_images`` has been read (``stage="read"``), CTF-corrected
+        (``stage="ctf"``) or aligned (``stage="align"``), e.g. to move a
+        progress bar; each stage adds up to the number of particles.
 
     Returns
     -------
@@ -215,6 +234,8 @@ def load_particles(
             Missing columns read as 0.
         psi : ndarray of shape (n_particles,), float64
             In-plane angle ``rlnAnglePsi`` in degrees; 0 when missing.
+        phase_flipped : ndarray of shape (n_particles,), bool
+            The particles whose phases this call flipped.
 
     Raises
     ------
@@ -225,12 +246,17 @@ def load_particles(
         If the file has no ``rlnImageName`` column, a block it reads has a
         column twice, an image index is out of its stack, a stack's header
         does not match its size, the images differ in size, a pixel is NaN or
-        infinite, or origins are in Å but no pixel size is known.
+        infinite, origins are in Å but no pixel size is known, or ``ctf`` is
+        ``"phase-flip"`` and the file has no CTF parameters or no pixel size
+        is known.
     """
+    if ctf not in CTF_CORRECTIONS:
+        raise ValueError(f"ctf must be one of {', '.join(map(repr, CTF_CORRECTIONS))}; got {ctf!r}.")
     scratch_dir = _check_directory(scratch_dir, "scratch_dir")
     pixel_size = _check_pixel_size(pixel_size)
     table = _checked_table(star_path, image_root)
     star_path, metadata, addresses = table["star_path"], table["metadata"], table["addresses"]
+    ctf_parameters, flips = _ctf_correction(metadata, ctf, star_path)
 
     report = (lambda stage: None) if progress is None else (lambda stage: partial(progress, stage))
     images, header_pixel_size = _read_images(
@@ -244,6 +270,13 @@ def load_particles(
         pixel_size = header_pixel_size
     shifts = _shifts_in_pixels(metadata, pixel_size, star_path)
     psi = _numeric_column(metadata, "rlnAnglePsi", star_path)
+    if flips.any():
+        if pixel_size is None:
+            raise ValueError(
+                f"{star_path}: the CTF correction needs the pixel size, which neither the file nor the "
+                "MRC headers give; pass pixel_size."
+            )
+        flip_phases_into(images, ctf_parameters, pixel_size, flips, report("ctf"))
     if align:
         # In place: the images are this function's own array, and a second copy would double the memory.
         _align_into(
@@ -260,7 +293,20 @@ def load_particles(
         pixel_size=pixel_size,
         shifts=shifts,
         psi=psi,
+        phase_flipped=flips,
     )
+
+
+def _ctf_correction(metadata, ctf, star_path):
+    """The CTF parameters (None without correction) and the particles that ``ctf`` (a mode of
+    :func:`load_particles`) asks to phase-flip, checked before any image is read."""
+    if ctf == "none" or (ctf == "auto" and not has_ctf(metadata)):
+        return None, np.zeros(len(metadata), dtype=bool)
+    try:
+        parameters = CTFParameters.from_table(metadata)
+    except ValueError as error:
+        raise ValueError(f"{star_path}: {error}") from None
+    return parameters, rows_to_flip(metadata)
 
 
 def read_stack(path):

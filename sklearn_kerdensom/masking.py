@@ -9,6 +9,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._chunks import sample_chunks
 from ._samples import checked_finite, is_dask_array, temporary_memmap
+from ._stacks import is_memory_mapped
 
 
 def circular_mask(shape, radius, soft_edge=0.0):
@@ -229,7 +230,7 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
                 chunks=(X.chunks[0], (len(self.pixel_indices_),)),
                 dtype=X.dtype,
             )
-        if isinstance(X, np.memmap) or isinstance(getattr(X, "base", None), np.memmap):
+        if is_memory_mapped(X):
             return self._vectorize_to_memmap(X)
         return self._vectorize(X)
 

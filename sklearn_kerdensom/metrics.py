@@ -96,6 +96,42 @@ def u_matrix(som):
     return som._frame.distance_to_raw(mean_distance).reshape(fitted.n_rows, fitted.n_columns)
 
 
+def position_correlation(positions, values):
+    """How well the place of each particle on the map predicts a value of it, as a correlation.
+
+    The correlation of ``values`` with the least-squares linear function of the map position that best
+    predicts them. Use it to check what a map sorts the particles by: near 1 for a coordinate laid out
+    along the map (a conformational path), near 0 for a value the map ignores (the defocus, once the
+    particles are CTF-corrected).
+
+    Parameters
+    ----------
+    positions : array-like of shape (n_particles, 2)
+        The ``(x, y)`` of each particle's node, e.g. ``averager.node_positions_[averager.labels_]`` of a
+        :class:`~sklearn_kerdensom.ClassAverager`.
+    values : array-like of shape (n_particles,)
+
+    Returns
+    -------
+    r : float
+        In [0, 1]; NaN where undefined (fewer than 3 particles, every particle in one node, or constant
+        ``values``).
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if positions.ndim != 2 or positions.shape[1] != 2 or values.shape != (len(positions),):
+        raise ValueError(
+            f"positions must have shape (n, 2) and values shape (n,); got {positions.shape} and "
+            f"{values.shape}."
+        )
+    design = np.column_stack([positions, np.ones(len(positions))])
+    coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
+    fitted = design @ coefficients
+    if len(fitted) < 3 or np.ptp(fitted) == 0 or np.ptp(values) == 0:
+        return float("nan")
+    return float(np.corrcoef(fitted, values)[0, 1])
+
+
 def _final_map_and_input(estimator, X):
     """The fitted map at the end of ``estimator`` (a KerDenSOM, or a Pipeline ending in one) and ``X``
     transformed by the steps before it."""

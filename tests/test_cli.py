@@ -311,10 +311,12 @@ def test_settings_that_make_little_sense_are_warned_before_any_work(tmp_path):
     assert any("--mask-radius 40 reaches beyond the 64 x 64 px box" in line for line in warnings)
     # rln_proj_64 has no pixel size in its STAR file, and 0 in its MRC header.
     assert any("no pixel size in the STAR file or the MRC headers" in line for line in warnings)
+    # Nor has it CTF parameters: if its particles were not corrected, the map would sort them by defocus.
+    assert any("has no CTF parameters (rlnDefocusU, rlnVoltage" in line for line in warnings)
     assert stdout.index("read 5 particles") >= 0  # the run goes on
     code, _, stderr = kerdensom(
         "classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--columns", "1", "--rows", "1",
-        "--pixel-size", "1.5", "--out", tmp_path / "sensible",
+        "--pixel-size", "1.5", "--ctf", "none", "--out", tmp_path / "sensible",
     )  # fmt: skip
     assert code == 0 and "warning" not in stderr, stderr
     code, _, stderr = kerdensom(

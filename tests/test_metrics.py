@@ -74,3 +74,15 @@ def test_scorers_take_a_pipeline_and_held_out_images():
     assert search.best_params_ == {"kerdensom__n_columns": 4}
     assert np.all(np.isfinite(search.cv_results_["mean_test_topographic"]))
     assert np.all(search.cv_results_["mean_test_topographic"] <= 0)
+
+
+def test_position_correlation_of_a_value_laid_out_along_the_map_and_of_one_it_ignores():
+    from sklearn_kerdensom.metrics import position_correlation
+
+    rng = np.random.default_rng(0)
+    positions = rng.integers(0, 7, size=(500, 2)).astype(float)
+    assert position_correlation(positions, 2 * positions[:, 0] - positions[:, 1] + 3) == pytest.approx(1.0)
+    assert position_correlation(positions, rng.normal(size=500)) < 0.2
+    assert np.isnan(position_correlation(np.zeros((10, 2)), rng.normal(size=10)))  # one node
+    with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
+        position_correlation(positions, np.zeros(3))

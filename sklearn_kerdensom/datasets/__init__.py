@@ -14,10 +14,10 @@ import numpy as np
 from scipy import ndimage
 from sklearn.utils import Bunch, check_random_state
 
-# Electron wavelength at 300 kV in Å, and the usual microscope constants.
-WAVELENGTH = 0.0197
-SPHERICAL_ABERRATION_MM = 2.7
-AMPLITUDE_CONTRAST = 0.1
+from ..ctf import CTFParameters, contrast_transfer
+
+# The microscope of every simulated particle: 300 kV, Cs 2.7 mm, amplitude contrast 0.1.
+MICROSCOPE = {"voltage": 300.0, "spherical_aberration": 2.7, "amplitude_contrast": 0.1}
 
 STATE_NAMES = ("closed", "intermediate", "open")
 _STATE_MAPS = ("adk_closed_1AKE", "adk_dims_frame49", "adk_open_4AKE")
@@ -73,34 +73,6 @@ def project(volumes, rotation=None):
     )
 
 
-def ctf(shape, pixel_size, defocus_um):
-    """Contrast transfer function on the FFT grid of an image.
-
-    ``CTF(k) = -sin(pi * lambda * df * k^2 - pi/2 * Cs * lambda^3 * k^4 + arcsin(A))``
-    at 300 kV (lambda = 0.0197 Å), Cs = 2.7 mm, amplitude contrast A = 0.1.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        ``(height, width)`` in pixels.
-    pixel_size : float
-        Å per pixel.
-    defocus_um : float
-        Underfocus in micrometres.
-
-    Returns
-    -------
-    ctf : ndarray of shape ``shape``, in ``numpy.fft.fft2`` layout
-    """
-    ky = np.fft.fftfreq(shape[0], d=pixel_size)
-    kx = np.fft.fftfreq(shape[1], d=pixel_size)
-    k2 = ky[:, None] ** 2 + kx[None, :] ** 2
-    defocus = defocus_um * 1e4
-    cs = SPHERICAL_ABERRATION_MM * 1e7
-    phase = np.pi * WAVELENGTH * defocus * k2 - 0.5 * np.pi * cs * WAVELENGTH**3 * k2**2
-    return -np.sin(phase + np.arcsin(AMPLITUDE_CONTRAST))
-
-
 def _bin(images, factor):
     if factor == 1:
         return images
@@ -121,6 +93,9 @@ def simulate_particles(
     return_clean=False,
 ):
     """Particle images from clean projections: CTF at random defoci, white noise, phase flipping.
+
+    The CTF is :func:`sklearn_kerdensom.ctf.contrast_transfer` (RELION's) of a 300 kV microscope with
+    Cs 2.7 mm and amplitude contrast 0.1, without astigmatism.
 
     Parameters
     ----------
@@ -154,36 +129,43 @@ def simulate_particles(
         raise ValueError(f"snr must be > 0; got {snr}.")
     random_state = check_random_state(random_state)
     projections = np.asarray(projections)
+    shape = projections.shape[1:]
     defocus = random_state.uniform(*defocus_range, size=len(projections))
+    parameters = simulated_ctf(defocus)
     # Batches keep the complex FFT stacks small whatever the number of particles.
     batches = [slice(start, start + 500) for start in range(0, len(projections), 500)]
     signal = np.empty(projections.shape, dtype=np.float32)
     for rows in batches:
-        modulated = np.fft.ifft2(
-            np.fft.fft2(projections[rows]) * _transfer(projections, pixel_size, defocus[rows])
-        )
-        signal[rows] = modulated.real
+        transfer = contrast_transfer(shape, pixel_size, parameters.subset(rows))
+        signal[rows] = np.fft.irfft2(np.fft.rfft2(projections[rows]) * transfer, s=shape)
     noise_sd = np.sqrt(signal.var(axis=(1, 2), dtype=np.float64).mean() / snr)
     clean = np.empty_like(signal) if return_clean else None
     images = signal
     for rows in batches:
-        flips = np.sign(_transfer(projections, pixel_size, defocus[rows])) if phase_flip else None
+        flips = None
+        if phase_flip:
+            flips = np.where(contrast_transfer(shape, pixel_size, parameters.subset(rows)) < 0, -1.0, 1.0)
         if return_clean:
             clean[rows] = (
-                images[rows] if flips is None else np.fft.ifft2(np.fft.fft2(images[rows]) * flips).real
+                images[rows] if flips is None else np.fft.irfft2(np.fft.rfft2(images[rows]) * flips, s=shape)
             )
         noisy = images[rows] + random_state.normal(scale=noise_sd, size=images[rows].shape)
         if phase_flip:
-            noisy = np.fft.ifft2(np.fft.fft2(noisy) * flips).real
+            noisy = np.fft.irfft2(np.fft.rfft2(noisy) * flips, s=shape)
         images[rows] = noisy
     if return_clean:
         return images, defocus, clean
     return images, defocus
 
 
-def _transfer(projections, pixel_size, defocus):
-    """CTFs of a batch of particles, shape (n, height, width)."""
-    return np.stack([ctf(projections.shape[1:], pixel_size, value) for value in defocus])
+def simulated_ctf(defocus):
+    """The :class:`~sklearn_kerdensom.ctf.CTFParameters` of simulated particles of ``defocus`` (µm)."""
+    return CTFParameters(
+        defocus_u=np.asarray(defocus) * 1e4,
+        defocus_v=np.asarray(defocus) * 1e4,
+        defocus_angle=0.0,
+        **MICROSCOPE,
+    )
 
 
 def _particle_set(projections, pixel_size, snr, phase_flip, random_state, **ground_truth):
@@ -196,7 +178,14 @@ def _particle_set(projections, pixel_size, snr, phase_flip, random_state, **grou
         random_state=random_state,
         return_clean=True,
     )
-    return Bunch(images=images, clean_images=clean, defocus=defocus, pixel_size=pixel_size, **ground_truth)
+    return Bunch(
+        images=images,
+        clean_images=clean,
+        defocus=defocus,
+        ctf=simulated_ctf(defocus),
+        pixel_size=pixel_size,
+        **ground_truth,
+    )
 
 
 def _interpolated(clean, knots, coordinate):
@@ -256,7 +245,9 @@ def make_adk_states(n_per_state=200, *, snr=0.1, binning=1, phase_flip=True, ran
         ``clean_images`` (the same without noise); ``state`` (0 closed,
         1 intermediate, 2 open); ``state_names``; ``path_coordinate`` (each
         state's place on the closed -> open path: 0, 49/97, 1); ``defocus``
-        (µm); ``pixel_size`` (Å).
+        (µm); ``ctf`` (the particles' :class:`~sklearn_kerdensom.ctf.CTFParameters`,
+        for :class:`~sklearn_kerdensom.ctf.PhaseFlipper` when ``phase_flip=False``);
+        ``pixel_size`` (Å).
     """
     random_state = check_random_state(random_state)
     clean, coordinates, pixel_size = _state_projections(binning)
@@ -291,7 +282,7 @@ def make_adk_path(n_samples=600, *, snr=0.1, binning=1, phase_flip=True, random_
     data : Bunch
         ``images`` (n_samples, size, size) float32; ``clean_images`` (the same
         without noise); ``path_coordinate`` (n_samples,) in [0, 1], 0 closed
-        and 1 open; ``state`` (-1: no discrete state); ``defocus`` (µm);
+        and 1 open; ``state`` (-1: no discrete state); ``defocus`` (µm); ``ctf``;
         ``pixel_size`` (Å).
     """
     random_state = check_random_state(random_state)
@@ -355,7 +346,7 @@ def make_adk_mixed(n_per_state=200, n_path=600, *, snr=0.1, binning=1, phase_fli
     Returns
     -------
     data : Bunch
-        ``images``, ``clean_images``, ``defocus``, ``pixel_size`` as
+        ``images``, ``clean_images``, ``defocus``, ``ctf``, ``pixel_size`` as
         :func:`make_adk_states`; ``state`` (0, 1, 2, or -1 for a particle of
         the path); ``path_coordinate`` (every particle's place on the path).
     """
