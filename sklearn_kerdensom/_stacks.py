@@ -37,6 +37,11 @@ def validated_stack(X, input_name="X"):
     return images
 
 
+def float_dtype(images):
+    """The dtype a transform of ``images`` keeps: theirs if float32 or float64, else float64."""
+    return images.dtype if images.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
 def is_memory_mapped(images):
     """Whether ``images`` is, or is a view of, a :class:`numpy.memmap`."""
     return isinstance(images, np.memmap) or isinstance(getattr(images, "base", None), np.memmap)

@@ -26,7 +26,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._chunks import sample_chunks
-from ._stacks import map_stack, validated_stack
+from ._stacks import float_dtype, map_stack, validated_stack
 
 PIXEL_SIZE_COLUMN = "rlnImagePixelSize"
 PHASE_FLIPPED_COLUMN = "rlnCtfDataArePhaseFlipped"
@@ -235,7 +235,7 @@ def flip_phases(images, parameters, pixel_size):
         As RELION flips phases: where the CTF is 0, the component is kept.
     """
     images = np.asarray(images)
-    dtype = images.dtype if images.dtype in (np.float32, np.float64) else np.float64
+    dtype = float_dtype(images)
     signs = np.where(contrast_transfer(images.shape[1:], pixel_size, parameters) < 0, -1.0, 1.0)
     flipped = np.fft.irfft2(np.fft.rfft2(images) * signs, s=images.shape[1:])
     return flipped.astype(dtype, copy=False)

@@ -205,7 +205,8 @@ def plot_map(
             vmin=0.0,
             vmax=1.0,
             extent=(x - half_side, x + half_side, y + half_side, y - half_side),
-            interpolation="nearest",
+            # Large images in small tiles are low-pass filtered as they are shrunk, instead of aliasing.
+            interpolation="antialiased",
             # Greyed, not hidden: an empty node's code vector still shows what the map interpolates there.
             alpha=0.3 if empty else None,
         )

@@ -299,3 +299,21 @@ def test_every_cell_carries_its_class_number():
     # Each number sits at the top left of its own cell (row 0 at the top).
     for text, (x, y) in zip(numbers, positions, strict=True):
         assert text.get_position()[0] < x and text.get_position()[1] < y
+
+
+def test_large_images_in_small_tiles_do_not_alias():
+    # A 256 px image of a checkerboard at Nyquist, drawn into a tile of ~70 px: shrunk without filtering
+    # (interpolation "nearest", as on d40ab9d) it shows a pattern of black and white (std 64 of 255);
+    # filtered, the flat grey it averages to.
+    rows, columns = np.indices((256, 256))
+    image = 0.5 * (np.hypot(rows - 128, columns - 128) < 60) + 0.5 * ((rows + columns) % 2)
+    fig, ax = plot_map(np.stack([image] * 4), np.array([[0, 0], [1, 0], [0, 1], [1, 1]]))
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., 0].astype(float)
+    box = ax.images[0].get_window_extent()
+    height = pixels.shape[0]
+    tile = pixels[int(height - box.y1) + 2 : int(height - box.y0) - 2, int(box.x0) + 2 : int(box.x1) - 2]
+    size = tile.shape[0]
+    assert size < 128
+    checkerboard_only = tile[size * 2 // 5 : size * 3 // 5, 1 : size // 6]
+    assert checkerboard_only.std() < 5

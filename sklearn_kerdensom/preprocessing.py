@@ -1,0 +1,296 @@
+"""Particle images made ready for classification: Fourier cropping, low-pass filtering and normalization.
+
+Real particle boxes are large (256 px and more) and sampled far finer than the resolution at which
+KerDenSOM can tell classes apart. RELION users downsample, filter and normalize them, in this order:
+
+1. :class:`FourierCropper` (``kerdensom classify --box``): keeps the Fourier components of the lowest
+   frequencies, so the image is smaller, its pixels larger, and nothing aliases (RELION's rescaling
+   at extraction);
+2. :class:`LowPassFilter` (``--lowpass``): a raised-cosine low-pass at a resolution in Å;
+3. :class:`BackgroundNormalizer` (``--normalize``): background mean 0 and standard deviation 1 outside
+   a circle (RELION's normalization at extraction).
+
+Each is a scikit-learn transformer over stacks of shape (n_images, height, width), NumPy arrays,
+memory maps or Dask arrays, and each has a function for one stack in memory.
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from ._stacks import float_dtype, map_stack, validated_stack
+
+# RELION's default background circle: a diameter of 75 % of the box.
+BACKGROUND_RADIUS_FRACTION = 0.375
+
+
+def _spectrum_rows(height, box):
+    """Indices of the rows of an ``rfft2`` of ``height`` rows that a ``box``-row one keeps: the lowest
+    frequencies, positive then negative, in FFT order."""
+    return np.r_[0 : (box + 1) // 2, height - box // 2 : height]
+
+
+def fourier_crop(images, box):
+    """Downsample square images to ``box x box`` pixels by cropping their Fourier transforms.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, size, size)
+    box : int
+        New size in pixels, at most ``size``. The pixel size grows by ``size / box``.
+
+    Returns
+    -------
+    cropped : ndarray of shape (n, box, box), in the dtype of ``images`` (float64 for integers)
+        Pixel values on the same scale: a constant image stays the same constant.
+    """
+    images = np.asarray(images)
+    dtype = float_dtype(images)
+    size = images.shape[-1]
+    if box == size:
+        return images.astype(dtype, copy=True)
+    spectrum = np.fft.rfft2(images)
+    cropped = spectrum[:, _spectrum_rows(size, box), : box // 2 + 1]
+    return (np.fft.irfft2(cropped, s=(box, box)) * (box / size) ** 2).astype(dtype, copy=False)
+
+
+def low_pass(images, pixel_size, resolution, edge_width=2.0):
+    """Low-pass filter images with a raised-cosine edge.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, height, width)
+    pixel_size : float
+        Å per pixel.
+    resolution : float
+        Å: frequencies below ``1 / resolution`` are kept, those above it removed.
+    edge_width : float, default=2
+        Width of the raised-cosine edge, centred on ``1 / resolution``, in Fourier pixels of the larger
+        image side (RELION's default for its low-pass filters).
+
+    Returns
+    -------
+    filtered : ndarray of shape (n, height, width), in the dtype of ``images`` (float64 for integers)
+    """
+    images = np.asarray(images)
+    dtype = float_dtype(images)
+    height, width = images.shape[1:]
+    frequency = np.hypot(
+        np.fft.fftfreq(height, d=pixel_size)[:, None], np.fft.rfftfreq(width, d=pixel_size)[None, :]
+    )
+    half_edge = edge_width / (2 * max(height, width) * pixel_size)
+    position = np.clip((frequency - (1 / resolution - half_edge)) / (2 * half_edge), 0.0, 1.0)
+    weights = 0.5 * (1 + np.cos(np.pi * position))
+    return np.fft.irfft2(np.fft.rfft2(images) * weights, s=(height, width)).astype(dtype, copy=False)
+
+
+def background_mask(shape, radius):
+    """The background of images of ``shape``: pixels farther than ``radius`` from the centre (``n // 2``)."""
+    rows, columns = np.indices(shape)
+    return np.hypot(rows - shape[0] // 2, columns - shape[1] // 2) > radius
+
+
+def _background(shape, radius):
+    """:func:`background_mask`, or a ValueError if it has fewer than 2 pixels."""
+    background = background_mask(shape, radius)
+    if background.sum() < 2:
+        raise ValueError(
+            f"the background (pixels beyond {radius:g} px of the centre) of {shape[1]} x {shape[0]} px "
+            "images has fewer than 2 pixels; give a smaller radius."
+        )
+    return background
+
+
+def normalize_background(images, radius):
+    """Give every image background mean 0 and standard deviation 1, as RELION does at extraction.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, height, width)
+    radius : float
+        Pixels farther than ``radius`` from the centre (``n // 2``) are the background.
+
+    Returns
+    -------
+    normalized : ndarray of shape (n, height, width), in the dtype of ``images`` (float64 for integers)
+
+    Raises
+    ------
+    ValueError
+        If the background has fewer than 2 pixels, or an image's background is constant.
+    """
+    images = np.asarray(images)
+    dtype = float_dtype(images)
+    background = _background(images.shape[1:], radius)
+    values = images[:, background].astype(np.float64)
+    mean, spread = values.mean(axis=1), values.std(axis=1)
+    if not np.all(spread > 0):
+        raise ValueError(
+            f"an image has a constant background (every pixel beyond {radius:g} px of the centre is "
+            f"{float(mean[~(spread > 0)][0]):g}): it cannot be normalized."
+        )
+    return ((images - mean[:, None, None]) / spread[:, None, None]).astype(dtype, copy=False)
+
+
+class _StackTransformer(TransformerMixin, BaseEstimator):
+    """A stateless transformer of image stacks: :meth:`fit` checks the images and records their shape;
+    :meth:`transform` applies :meth:`_transform_chunk` chunk by chunk (:func:`map_stack`)."""
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Check the images and the parameters against them.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_images, height, width)
+        y : Ignored
+
+        Returns
+        -------
+        self
+        """
+        images = validated_stack(X)
+        self.image_shape_ = tuple(images.shape[1:])
+        self._fit_shape(self.image_shape_)
+        return self
+
+    def transform(self, X):
+        """Transform the images.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_images, height, width)
+            Never modified.
+
+        Returns
+        -------
+        images : ndarray of shape (n_images, height, width) (:class:`FourierCropper`: ``box``)
+            float32 for float32 images, else float64. A lazy Dask array for a Dask array; a memory map of
+            a temporary file for a memory map.
+        """
+        check_is_fitted(self)
+        images = validated_stack(X)
+        if tuple(images.shape[1:]) != self.image_shape_:
+            raise ValueError(
+                f"images have shape {tuple(images.shape[1:])}, but {type(self).__name__} was fitted on "
+                f"{self.image_shape_}."
+            )
+        return map_stack(images, lambda chunk, rows: self._transform_chunk(chunk), self._output_shape())
+
+    def _fit_shape(self, shape):
+        """Record what the images' ``shape`` decides; a ValueError if the parameters do not suit it."""
+
+    def _output_shape(self):
+        return self.image_shape_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        return tags
+
+
+class FourierCropper(_StackTransformer):
+    """Downsample square particle images by Fourier cropping (RELION's rescaling at extraction).
+
+    Parameters
+    ----------
+    box : int, default=64
+        Size of the cropped images in pixels, at most the images' size. Their pixel size grows by
+        ``size / box``.
+
+    Attributes
+    ----------
+    image_shape_ : tuple of int
+        ``(size, size)`` of the images seen in :meth:`fit`.
+    """
+
+    _parameter_constraints = {"box": [Interval(Integral, 1, None, closed="left")]}
+
+    def __init__(self, box=64):
+        self.box = box
+
+    def _fit_shape(self, shape):
+        if shape[0] != shape[1]:
+            raise ValueError(f"Fourier cropping needs square images; got {shape[1]} x {shape[0]} px.")
+        if self.box > shape[0]:
+            raise ValueError(
+                f"box={self.box} is larger than the {shape[0]} px images: it can only shrink them."
+            )
+
+    def _output_shape(self):
+        return (self.box, self.box)
+
+    def _transform_chunk(self, chunk):
+        return fourier_crop(chunk, self.box)
+
+
+class LowPassFilter(_StackTransformer):
+    """Low-pass filter particle images at a resolution in Å, with a raised-cosine edge.
+
+    Parameters
+    ----------
+    resolution : float, default=20
+        Å: detail finer than this is removed.
+    pixel_size : float, default=1
+        Å per pixel of the images.
+
+    Attributes
+    ----------
+    image_shape_ : tuple of int
+        ``(height, width)`` of the images seen in :meth:`fit`.
+    """
+
+    _parameter_constraints = {
+        "resolution": [Interval(Real, 0, None, closed="neither")],
+        "pixel_size": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, resolution=20.0, pixel_size=1.0):
+        self.resolution = resolution
+        self.pixel_size = pixel_size
+
+    def _fit_shape(self, shape):
+        if self.resolution < 2 * self.pixel_size:
+            raise ValueError(
+                f"resolution={self.resolution:g} Å is finer than the Nyquist limit of {self.pixel_size:g} Å "
+                f"pixels ({2 * self.pixel_size:g} Å): the filter would remove nothing."
+            )
+
+    def _transform_chunk(self, chunk):
+        return low_pass(chunk, self.pixel_size, self.resolution)
+
+
+class BackgroundNormalizer(_StackTransformer):
+    """Give every particle image background mean 0 and standard deviation 1 (RELION's normalization).
+
+    Parameters
+    ----------
+    radius : float, default=None
+        Pixels farther than ``radius`` from the image centre are the background. None: RELION's default,
+        a circle of 75 % of the box's diameter (``0.375 * size``).
+
+    Attributes
+    ----------
+    image_shape_ : tuple of int
+        ``(height, width)`` of the images seen in :meth:`fit`.
+    radius_ : float
+        The background radius used, in pixels.
+    """
+
+    _parameter_constraints = {"radius": [Interval(Real, 0, None, closed="left"), None]}
+
+    def __init__(self, radius=None):
+        self.radius = radius
+
+    def _fit_shape(self, shape):
+        self.radius_ = BACKGROUND_RADIUS_FRACTION * min(shape) if self.radius is None else float(self.radius)
+        _background(shape, self.radius_)
+
+    def _transform_chunk(self, chunk):
+        return normalize_background(chunk, self.radius_)
