@@ -35,7 +35,14 @@ from ._output_directory import (
 )
 from ._topology import check_map_fits_in_memory
 from .averaging import ClassAverager, mean_per_class
-from .ctf import PHASE_FLIPPED_COLUMN, PREMULTIPLIED_COLUMN, CTFParameters, has_ctf, missing_ctf_columns
+from .ctf import (
+    PHASE_FLIPPED_COLUMN,
+    PREMULTIPLIED_COLUMN,
+    CTFParameters,
+    has_ctf,
+    missing_ctf_columns,
+    pixel_size_of,
+)
 from .estimator import KerDenSOM
 from .masking import MaskVectorizer, circular_mask
 from .metrics import position_correlation
@@ -208,6 +215,24 @@ def _parser():
         "phase-flips when the file has CTF parameters and does nothing when it has none",
     )
     classify.add_argument("--no-align", action="store_true", help="use the images without alignment")
+    preprocessing = classify.add_argument_group(
+        "preprocessing (after CTF correction and alignment, in this order)"
+    )
+    preprocessing.add_argument(
+        "--box",
+        type=_positive_int,
+        metavar="PX",
+        help="downsample the particles to PX x PX pixels by Fourier cropping (e.g. 64 for 256 px boxes); "
+        "--mask-radius and --soft-edge stay in the input's pixels, a --mask file must be PX x PX",
+    )
+    preprocessing.add_argument(
+        "--lowpass", type=_positive, metavar="ANGSTROM", help="low-pass filter at this resolution in Å"
+    )
+    preprocessing.add_argument(
+        "--normalize",
+        action="store_true",
+        help="background mean 0, std 1 outside a circle of 75%% of the box (RELION's normalization)",
+    )
     classify.add_argument(
         "--scratch",
         type=_existing_directory,
@@ -419,12 +444,30 @@ def _check_ctf(args, metadata):
         )
 
 
-def _mask_for(args, shape):
-    """The mask of the command line for images of ``shape``, checked against it before any image is read."""
+def _classified_shape(args, shape):
+    """The shape of the particles as classified (``--box``), checked against theirs (``shape``)."""
+    if args.box is None:
+        return shape
+    if shape[0] != shape[1]:
+        raise ValueError(f"--box {args.box}: Fourier cropping needs square particles; they are {shape} px")
+    if args.box > shape[0]:
+        raise ValueError(
+            f"--box {args.box} is larger than the {shape[0]} px particles: it can only shrink them"
+        )
+    return (args.box, args.box)
+
+
+def _mask_for(args, shape, classified_shape):
+    """The mask of the command line for images of ``shape`` classified at ``classified_shape``, checked
+    against them before any image is read."""
     if args.mask is not None:
         mask = _read_mask(args.mask)
-        if mask.shape != shape:
-            raise ValueError(f"mask {args.mask} has shape {mask.shape}, but the particles are {shape} px")
+        if mask.shape != classified_shape:
+            resized = " (--box)" if classified_shape != shape else ""
+            raise ValueError(
+                f"mask {args.mask} has shape {mask.shape}, but the particles are classified at "
+                f"{classified_shape} px{resized}"
+            )
         return mask
     half_box = min(shape) / 2
     if args.mask_radius + args.soft_edge > half_box:
@@ -435,7 +478,9 @@ def _mask_for(args, shape):
             f"(half of it is {half_box:g} px): the corners of the images, not the particles, fill the mask's "
             "edge",
         )
-    return circular_mask(shape, args.mask_radius, soft_edge=args.soft_edge)
+    # The radius is in the input's pixels, which the user sees in the data; --box shrinks them.
+    scale = classified_shape[0] / shape[0]
+    return circular_mask(classified_shape, args.mask_radius * scale, soft_edge=args.soft_edge * scale)
 
 
 def _classify(args):
@@ -443,7 +488,12 @@ def _classify(args):
 
     som = _estimator(args)
     table = read_particle_table(args.star, image_root=args.image_root)
-    mask = _mask_for(args, read_image_shape(next(iter(table.stack_paths.values()))))
+    shape = read_image_shape(next(iter(table.stack_paths.values())))
+    classified_shape = _classified_shape(args, shape)
+    mask = _mask_for(args, shape, classified_shape)
+    pixel_size = args.pixel_size if args.pixel_size is not None else pixel_size_of(table.metadata)
+    if args.lowpass is not None and pixel_size is not None:
+        _check_lowpass(args, pixel_size * shape[0] / classified_shape[0])
     _check_settings(args, len(table.metadata))
     _check_ctf(args, table.metadata)
     inputs = [args.star, *table.stack_paths.values(), *([args.mask] if args.mask is not None else [])]
@@ -500,9 +550,11 @@ def _classify_particles(args, som, table, mask, staging):
             "no pixel size in the STAR file or the MRC headers: the outputs' headers say 0 Å; "
             "give it with --pixel-size",
         )
-    averager, fit_s = _fit(particles.images, mask, som, args)
-    summary = _summary(averager, particles.images, mask, args, particles.pixel_size)
+    images, pixel_size = _preprocessed(args, particles.images, particles.pixel_size)
+    averager, fit_s = _fit(images, mask, som, args)
+    summary = _summary(averager, images, mask, args, pixel_size)
     summary["timings"] = {"read_s": read_s, "fit_s": fit_s}
+    summary["preprocessing"] = {"box": args.box, "lowpass": args.lowpass, "normalize": args.normalize}
     summary["ctf"] = {"correction": args.ctf, "phase_flipped": int(particles.phase_flipped.sum())}
     if has_ctf(particles.metadata):
         defocus = CTFParameters.from_table(particles.metadata)
@@ -514,8 +566,44 @@ def _classify_particles(args, som, table, mask, staging):
             # A map that sorts the particles by defocus shows the microscope, not the structure.
             _say(args, f"defocus vs map position: R = {correlation:.2f}")
     return _write_outputs(
-        averager, summary, args, staging, metadata=particles.metadata, pixel_size=particles.pixel_size
+        averager, summary, args, staging, metadata=particles.metadata, pixel_size=pixel_size
     )
+
+
+def _check_lowpass(args, pixel_size):
+    """``--lowpass`` against the pixel size of the particles as classified (None: unknown)."""
+    if pixel_size is None:
+        raise ValueError(
+            "--lowpass needs the pixel size, which the STAR file does not give: add --pixel-size"
+        )
+    if args.lowpass < 2 * pixel_size:
+        raise ValueError(
+            f"--lowpass {args.lowpass:g} Å is finer than the Nyquist limit of the classified particles "
+            f"({2 * pixel_size:g} Å): it would remove nothing"
+        )
+
+
+def _preprocessed(args, images, pixel_size):
+    """The particles Fourier-cropped (``--box``), low-pass filtered (``--lowpass``) and normalized
+    (``--normalize``), and their pixel size (None if unknown)."""
+    from .preprocessing import BackgroundNormalizer, FourierCropper, LowPassFilter
+
+    steps = []
+    if args.box is not None and args.box != images.shape[1]:
+        steps.append(FourierCropper(args.box))
+        pixel_size = None if pixel_size is None else pixel_size * images.shape[1] / args.box
+    if args.lowpass is not None:
+        _check_lowpass(args, pixel_size)
+        steps.append(LowPassFilter(args.lowpass, pixel_size))
+    if args.normalize:
+        steps.append(BackgroundNormalizer())
+    for step in steps:
+        images = step.fit_transform(images)
+    if steps:
+        done = ", ".join(type(step).__name__ for step in steps)
+        size = f", {pixel_size:.3g} Å/px" if pixel_size is not None else ""
+        _say(args, f"preprocessed ({done}): {images.shape[2]} x {images.shape[1]} px{size}")
+    return images, pixel_size
 
 
 def _say_ctf(args, particles):

@@ -100,3 +100,40 @@ def test_image_transformer_errors_name_the_problem():
         FourierCropper(box=8).fit(images.reshape(2, -1))
     with pytest.raises(ValueError, match="NaN"):
         LowPassFilter().fit(np.full((1, 8, 8), np.nan))
+
+
+def test_classify_downsamples_filters_and_normalizes_real_particles(tmp_path):
+    import json
+
+    import mrcfile
+
+    from .test_cli import PARTICLES, kerdensom
+
+    star = PARTICLES / "relion31.star"  # 5 real particles of 256 px, 2.806 Å
+    small_map = ["--columns", "2", "--rows", "1", "--steps", "2", "--max-iter", "20"]
+    code, stdout, stderr = kerdensom(
+        "classify", star, "--mask-radius", "100", "--box", "64", "--lowpass", "30", "--normalize", *small_map,
+        "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert (
+        "preprocessed (FourierCropper, LowPassFilter, BackgroundNormalizer): 64 x 64 px, 11.2 Å/px" in stdout
+    )
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["image_shape"] == [64, 64] and summary["pixel_size"] == pytest.approx(2.806 * 4)
+    # --mask-radius is in the input's pixels: 100 of 256 px is 25 of 64.
+    assert summary["mask_pixels"] == np.count_nonzero(np.hypot(*np.indices((64, 64)) - 32) <= 25)
+    with mrcfile.open(tmp_path / "out" / "averages.mrcs") as averages:
+        assert averages.data.shape == (2, 64, 64)
+        assert averages.voxel_size.x == pytest.approx(2.806 * 4, rel=1e-5)
+
+    # Impossible settings stop the run before any particle is read, naming the flag.
+    for flags, message in [
+        (["--box", "512"], "--box 512 is larger than the 256 px particles"),
+        (["--box", "64", "--lowpass", "15"], "--lowpass 15 Å is finer than the Nyquist limit"),
+    ]:
+        code, stdout, stderr = kerdensom(
+            "classify", star, "--mask-radius", "100", *flags, "--out", tmp_path / "bad"
+        )  # fmt: skip
+        assert code == 1 and message in stderr and "read 5 particles" not in stdout
+        assert not (tmp_path / "bad").exists()
