@@ -251,7 +251,7 @@ def test_wrong_mask_size(tmp_path):
     mask = tmp_path / "mask.mrc"
     assert "read" not in stdout  # found from the stack's header, before any particle is read
     assert stderr.strip() == (
-        f"kerdensom: error: mask {mask} has shape (32, 32), but the particles are (64, 64) px"
+        f"kerdensom: error: mask {mask} has shape (32, 32), but the particles are classified at (64, 64) px"
     )
     assert not (tmp_path / "out").exists()
 
