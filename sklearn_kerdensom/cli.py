@@ -194,8 +194,18 @@ def _parser():
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    classify = commands.add_parser("classify", help="classify the particles of a RELION STAR file")
-    classify.add_argument("star", type=Path, help="RELION particles STAR file")
+    classify = commands.add_parser(
+        "classify", help="classify the particles of a RELION STAR file or a cryoSPARC .cs file"
+    )
+    classify.add_argument(
+        "star", type=Path, help="RELION particles STAR file, or cryoSPARC particles .cs file"
+    )
+    classify.add_argument(
+        "--passthrough",
+        type=Path,
+        metavar="CS",
+        help="the .cs file's cryoSPARC passthrough file (default: the one *passthrough*.cs beside it)",
+    )
     mask = classify.add_mutually_exclusive_group(required=True)
     mask.add_argument("--mask", type=Path, help="mask MRC file (boolean or soft, values in [0, 1])")
     mask.add_argument("--mask-radius", type=_positive, help="circular mask radius in pixels")
@@ -487,7 +497,7 @@ def _classify(args):
     from .io import read_image_shape, read_particle_table
 
     som = _estimator(args)
-    table = read_particle_table(args.star, image_root=args.image_root)
+    table = read_particle_table(args.star, image_root=args.image_root, passthrough=args.passthrough)
     shape = read_image_shape(next(iter(table.stack_paths.values())))
     classified_shape = _classified_shape(args, shape)
     mask = _mask_for(args, shape, classified_shape)
@@ -496,7 +506,11 @@ def _classify(args):
         _check_lowpass(args, pixel_size * shape[0] / classified_shape[0])
     _check_settings(args, len(table.metadata))
     _check_ctf(args, table.metadata)
-    inputs = [args.star, *table.stack_paths.values(), *([args.mask] if args.mask is not None else [])]
+    inputs = [
+        args.star,
+        *table.stack_paths.values(),
+        *(path for path in (args.mask, args.passthrough) if path),
+    ]
     with _output_directory(args, inputs) as output, _temporary_files_in(args.scratch):
         written = _classify_particles(args, som, table, mask, output.staging)
     _say(args, f"wrote {args.out}: {', '.join(written)}")

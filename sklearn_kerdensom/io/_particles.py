@@ -14,6 +14,7 @@ from .._chunks import sample_chunks
 from .._samples import temporary_memmap
 from ..alignment import _align_into, _alignment_parameters
 from ..ctf import CTFParameters, flip_phases_into, has_ctf, rows_to_flip
+from ._cryosparc import read_cryosparc_tables
 from ._mrc import _map_stack
 from ._star import (
     IMAGE_COLUMN,
@@ -31,8 +32,9 @@ from ._star import (
 _TABLE_KEYS = ("star_path", "metadata", "optics", "addresses", "stack_paths")
 
 
-def read_particle_table(star_path, *, image_root=None):
-    """Read the particle table of a RELION STAR file and find its stacks, without reading any image.
+def read_particle_table(star_path, *, image_root=None, passthrough=None):
+    """Read the particle table of a RELION STAR file (or cryoSPARC ``.cs`` file) and find its stacks,
+    without reading any image.
 
     Everything :func:`load_particles` checks before it reads pixels is checked
     here, so a caller can, for instance, list the input files before reading
@@ -43,15 +45,23 @@ def read_particle_table(star_path, *, image_root=None):
     ----------
     star_path : str or path-like
         A RELION 3.0 STAR file (one data block with ``rlnImageName``) or a
-        RELION 3.1+ one (``data_optics`` and ``data_particles`` blocks).
+        RELION 3.1+ one (``data_optics`` and ``data_particles`` blocks); or a
+        cryoSPARC particle file (``.cs``, read with ``cryosparc-tools``, the
+        ``cryosparc`` extra), whose fields become RELION's columns (see
+        ``sklearn_kerdensom.io._cryosparc``).
     image_root : str or path-like, default=None
         Where to look for stacks that are not where the STAR file says. A stack
         named ``dir/stack.mrcs`` is looked for, in order: as written if the
         path is absolute; else, as RELION resolves it, relative to the current
         directory (a RELION project directory, where RELION writes paths such
         as ``Extract/job007/...`` from), then relative to the STAR file's
-        directory; then ``image_root/dir/stack.mrcs`` and
-        ``image_root/stack.mrcs``.
+        directory and each directory above it (the project directory of a
+        RELION or cryoSPARC job's file); then ``image_root/dir/stack.mrcs``
+        and ``image_root/stack.mrcs``.
+    passthrough : str or path-like, default=None
+        For a ``.cs`` file: its cryoSPARC passthrough file, joined on ``uid``
+        (often where the CTF is). None takes the one ``*passthrough*.cs``
+        beside it, if there is exactly one.
 
     Returns
     -------
@@ -84,9 +94,14 @@ def read_particle_table(star_path, *, image_root=None):
     """
     star_path = Path(star_path)
     if not star_path.is_file():
-        raise FileNotFoundError(f"STAR file not found: {star_path}")
+        raise FileNotFoundError(f"particle file not found: {star_path}")
     image_root = _check_directory(image_root, "image_root")
-    particles, optics = _particle_and_optics_tables(starfile.read(star_path, always_dict=True), star_path)
+    if star_path.suffix == ".cs":
+        particles, optics = read_cryosparc_tables(star_path, passthrough)
+    elif passthrough is not None:
+        raise ValueError(f"passthrough is for cryoSPARC .cs particle files; {star_path} is not one.")
+    else:
+        particles, optics = _particle_and_optics_tables(starfile.read(star_path, always_dict=True), star_path)
     metadata = _merge_optics(particles, optics, star_path)
     addresses = [_parse_image_name(name, row, star_path) for row, name in enumerate(metadata[IMAGE_COLUMN])]
     stacks = dict.fromkeys(stack for _, stack in addresses)
@@ -100,10 +115,10 @@ def read_particle_table(star_path, *, image_root=None):
     )
 
 
-def _checked_table(star_path, image_root):
+def _checked_table(star_path, image_root, passthrough=None):
     """The particle table of a STAR file path, or the one given (a :func:`read_particle_table` Bunch)."""
     if not isinstance(star_path, Mapping):
-        return read_particle_table(star_path, image_root=image_root)
+        return read_particle_table(star_path, image_root=image_root, passthrough=passthrough)
     table = star_path
     missing = [key for key in _TABLE_KEYS if key not in table]
     if missing:
@@ -134,6 +149,7 @@ def load_particles(
     star_path,
     *,
     image_root=None,
+    passthrough=None,
     ctf="none",
     align=True,
     pixel_size=None,
@@ -141,25 +157,22 @@ def load_particles(
     n_jobs=None,
     progress=None,
 ):
-    """Load the particle images and metadata of a RELION STAR file.
+    """Load the particle images and metadata of a RELION STAR file or a cryoSPARC ``.cs`` file.
 
     Parameters
     ----------
     star_path : str, path-like or :class:`~sklearn.utils.Bunch`
-        A RELION 3.0 STAR file (one data block with ``rlnImageName``) or a
-        RELION 3.1+ one (``data_optics`` and ``data_particles`` blocks); or
-        such a file already read by :func:`read_particle_table`, whose stacks
-        are then read where it found them.
+        A particle file as :func:`read_particle_table` reads it (RELION STAR
+        or cryoSPARC ``.cs``), or such a file already read by
+        :func:`read_particle_table`, whose stacks are then read where it found
+        them.
     image_root : str or path-like, default=None
-        Where to look for stacks that are not where the STAR file says. A stack
-        named ``dir/stack.mrcs`` is looked for, in order: as written if the
-        path is absolute; else, as RELION resolves it, relative to the current
-        directory (a RELION project directory, where RELION writes paths such
-        as ``Extract/job007/...`` from), then relative to the STAR file's
-        directory; then ``image_root/dir/stack.mrcs`` and
-        ``image_root/stack.mrcs``. With a
-        table of :func:`read_particle_table`, None or the ``image_root`` it was
-        read with.
+        Where to look for stacks that are not where the file says, as in
+        :func:`read_particle_table`. With a table of
+        :func:`read_particle_table`, None or the ``image_root`` it was read
+        with.
+    passthrough : str or path-like, default=None
+        A ``.cs`` file's passthrough file, as in :func:`read_particle_table`.
     ctf : {"none", "phase-flip", "auto"}, default="none"
         CTF correction, before alignment (the CTF's astigmatism is in the
         micrograph's frame): ``"phase-flip"`` flips the phases of every image
@@ -235,7 +248,7 @@ def load_particles(
         raise ValueError(f"ctf must be one of {', '.join(map(repr, CTF_CORRECTIONS))}; got {ctf!r}.")
     scratch_dir = _check_directory(scratch_dir, "scratch_dir")
     pixel_size = _check_pixel_size(pixel_size)
-    table = _checked_table(star_path, image_root)
+    table = _checked_table(star_path, image_root, passthrough)
     star_path, metadata, addresses = table["star_path"], table["metadata"], table["addresses"]
     ctf_parameters, flips = _ctf_correction(metadata, ctf, star_path)
 

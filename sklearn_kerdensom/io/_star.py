@@ -119,9 +119,14 @@ def _parse_image_name(name, row, star_path):
 def _stack_candidates(stack, star_dir, image_root):
     """Where a stack named in a STAR file may be, in the order they are tried: as RELION's programs look
     (an absolute path as it is, a relative one from the current directory, the project directory RELION
-    runs in), then relative to the STAR file, then under ``image_root``."""
+    runs in), then relative to the STAR file's directory and each one above it, then under
+    ``image_root``."""
     written = Path(stack)
-    candidates = [written] if written.is_absolute() else [Path.cwd() / written, star_dir / written]
+    candidates = [written]
+    if not written.is_absolute():
+        # A job's file lies a directory or two below its project's (Class2D/job010/, P3/J12/).
+        above = star_dir.absolute().parents
+        candidates = [Path.cwd() / written, *(directory / written for directory in (star_dir, *above))]
     if image_root is not None:
         if not written.is_absolute():
             candidates.append(image_root / written)
