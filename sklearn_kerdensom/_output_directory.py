@@ -107,7 +107,13 @@ def file_record(path):
 
 def manifest_entries(directory):
     """The ``summary.json`` entries that make ``directory``'s files an output of this tool."""
-    files = {path.name: file_record(path) for path in sorted(directory.iterdir()) if path.name != SUMMARY}
+    # Files in subdirectories (a simulated project's) are listed by their relative path; such a manifest
+    # is never one that --overwrite may replace (see _manifest).
+    files = {
+        path.relative_to(directory).as_posix(): file_record(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != SUMMARY
+    }
     return {WRITER_KEY: f"{WRITER} {__version__}", MANIFEST_KEY: files}
 
 

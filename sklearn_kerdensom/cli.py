@@ -11,6 +11,7 @@ place at the end, so a failed or interrupted run leaves nothing behind, and
 import argparse
 import json
 import math
+import os
 import platform
 import re
 import signal
@@ -31,6 +32,7 @@ from ._output_directory import (
     SUMMARY,
     OutputDirectory,
     OutputRefused,
+    _rename_no_replace,
     manifest_entries,
 )
 from ._topology import check_map_fits_in_memory
@@ -102,6 +104,21 @@ def _non_negative(text):
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def _class_numbers(text):
+    """``3,4,10`` or ``3-5,12``: class numbers counted from 1."""
+    numbers = set()
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            low, high = int(first), int(last if dash else first)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not class numbers: {text!r} (e.g. 3,4,10 or 3-5,12)") from None
+        if low < 1 or high < low:
+            raise argparse.ArgumentTypeError(f"class numbers count from 1, ranges go up: {part.strip()!r}")
+        numbers.update(range(low, high + 1))
+    return sorted(numbers)
 
 
 def _existing_directory(text):
@@ -260,6 +277,38 @@ def _parser():
     _add_map_options(classify)
     _add_output_options(classify)
 
+    select = commands.add_parser(
+        "select", help="write the particles of chosen classes of a run as a STAR file, to classify again"
+    )
+    select.add_argument(
+        "run",
+        type=Path,
+        help="a kerdensom output directory, or a classified particles STAR file (with rlnClassNumber)",
+    )
+    select.add_argument(
+        "--classes",
+        required=True,
+        type=_class_numbers,
+        help="class numbers (the #N on map.png, rlnClassNumber), e.g. 3,4,10 or 3-5,12",
+    )
+    select.add_argument("--out", required=True, type=Path, help="the subset STAR file to write")
+    select.add_argument(
+        "--overwrite", action="store_true", help="replace --out, if it is a subset kerdensom wrote"
+    )
+    select.add_argument("--image-root", type=_existing_directory, help="where to find stacks that have moved")
+    select.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="write simulated AdK particles (64 px, not phase-flipped, with their CTF) as a RELION or "
+        "cryoSPARC project holds them, to try the commands on",
+    )
+    simulate.add_argument("project", type=Path, help="the project directory to write (must not exist)")
+    simulate.add_argument("--format", choices=["relion", "cryosparc"], default="relion")
+    simulate.add_argument("--n-particles", type=_positive_int, default=1000, help="default: 1000")
+    simulate.add_argument("--seed", type=_integer, default=0, help="random seed (default: 0)")
+    simulate.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
     demo = commands.add_parser("demo", help="classify the embedded demo set (simulated AdK particles)")
     demo.add_argument("--n-particles", type=_positive_int, default=1000, help="default: 1000")
     _add_map_options(demo)
@@ -413,7 +462,7 @@ def _write_outputs(averager, summary, args, staging, *, metadata=None, pixel_siz
 
     figures = {"map.png": lambda: plot_class_map(averager, kind="both"), **(figures or {})}
     start = time.perf_counter()
-    write_class_averager(averager, staging, metadata=metadata, pixel_size=pixel_size)
+    write_class_averager(averager, staging, metadata=metadata, pixel_size=pixel_size, location=args.out)
     for name, draw in figures.items():
         figure, _ = draw()
         figure.savefig(staging / name, dpi=120)
@@ -542,7 +591,7 @@ def _progress_bars(args, total):
 
 
 def _classify_particles(args, som, table, mask, staging):
-    from .io import load_particles
+    from .io import load_particles, relocate_image_names
 
     start = time.perf_counter()
     with _progress_bars(args, len(table.metadata)) as progress:
@@ -580,7 +629,13 @@ def _classify_particles(args, som, table, mask, staging):
             # A map that sorts the particles by defocus shows the microscope, not the structure.
             _say(args, f"defocus vs map position: R = {correlation:.2f}")
     return _write_outputs(
-        averager, summary, args, staging, metadata=particles.metadata, pixel_size=pixel_size
+        averager,
+        summary,
+        args,
+        staging,
+        # Image names as RELION and this tool resolve them from the output directory.
+        metadata=relocate_image_names(table, args.out),
+        pixel_size=pixel_size,
     )
 
 
@@ -632,6 +687,92 @@ def _say_ctf(args, particles):
         )
 
 
+# The first line of every subset STAR file kerdensom writes: --overwrite replaces only such a file.
+SUBSET_MARKER = "written by sklearn-kerdensom"
+
+
+def _select(args):
+    from .io import select_classes, write_particle_star
+
+    star = args.run / "particles.star" if args.run.is_dir() else args.run
+    _check_classes_exist(args, star)
+    _check_subset_target(args)
+    subset = select_classes(star, args.classes, image_root=args.image_root)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{args.out.name}.", suffix=".tmp", dir=args.out.parent)
+    os.close(descriptor)
+    temporary = Path(temporary)
+    try:
+        header = f"{SUBSET_MARKER} {__version__}: {' '.join(['kerdensom', *args.argv])}"
+        write_particle_star(subset, temporary, header=header)
+        with _signals.deferred():
+            if args.overwrite and args.out.exists():
+                os.replace(temporary, args.out)
+            else:
+                _rename_no_replace(temporary, args.out)
+    finally:
+        temporary.unlink(missing_ok=True)
+    shown = ", ".join(map(str, subset.classes))
+    _say(args, f"wrote {args.out}: {len(subset.metadata)} particles of class(es) {shown}")
+
+
+def _check_classes_exist(args, star):
+    """Class numbers beyond a kerdensom run's map are an error, before anything is read."""
+    classes_star = star.parent / "classes.star"
+    if not (args.run.is_dir() and classes_star.is_file()):
+        return
+    import starfile
+
+    n_classes = len(starfile.read(classes_star, always_dict=True)["classes"])
+    beyond = [number for number in args.classes if number > n_classes]
+    if beyond:
+        raise ValueError(
+            f"--classes {', '.join(map(str, beyond))}: the run {args.run} has {n_classes} classes "
+            f"(1 to {n_classes})"
+        )
+
+
+def _check_subset_target(args):
+    """``--out`` may be written: new, or (with --overwrite) a subset kerdensom wrote."""
+    out = args.out
+    if out.is_dir():
+        raise ValueError(
+            f"--out {out} is a directory; give the STAR file to write, e.g. {out / 'subset.star'}"
+        )
+    if not out.exists():
+        return
+    if not args.overwrite:
+        raise ValueError(
+            f"--out {out} exists; nothing was written (--overwrite replaces a subset kerdensom wrote)"
+        )
+    with open(out, encoding="utf-8", errors="replace") as existing:
+        first_line = existing.readline()
+    if not first_line.startswith(f"# {SUBSET_MARKER}"):
+        raise ValueError(
+            f"--out {out} exists and kerdensom did not write it: it is not replaced, even with --overwrite"
+        )
+
+
+def _simulate(args):
+    from .datasets import make_adk_path
+    from .datasets._projects import write_cryosparc_project, write_relion_project
+
+    if args.project.exists():
+        raise UsageError(f"{args.project} already exists: simulate writes a new project directory")
+    args.out, args.overwrite = args.project, False
+    with _output_directory(args) as output:
+        data = make_adk_path(args.n_particles, phase_flip=False, random_state=args.seed)
+        write = write_relion_project if args.format == "relion" else write_cryosparc_project
+        particles = write(output.staging, data).relative_to(output.staging)
+        summary = {"command": args.argv, "versions": _versions(), **manifest_entries(output.staging)}
+        (output.staging / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    _say(
+        args,
+        f"wrote {args.project}: {args.n_particles} simulated AdK particles of 64 x 64 px (1.2 Å, SNR 0.1, "
+        f"not phase-flipped) along the closed -> open path, in {particles}",
+    )
+
+
 def _demo(args):
     som = _estimator(args)
     _check_settings(args, args.n_particles)
@@ -656,7 +797,49 @@ def _run_demo(args, som, staging):
     shown = f"{correlation:.3f}" if math.isfinite(correlation) else "undefined (too few particles or classes)"
     _say(args, f"path coordinate vs map position: R = {shown}")
     figures = {"path.png": lambda: _plot_path_coordinate(averager, data)}
-    return _write_outputs(averager, summary, args, staging, pixel_size=data.pixel_size, figures=figures)
+    metadata = _write_demo_particles(data, staging, args.out)
+    return _write_outputs(
+        averager, summary, args, staging, metadata=metadata, pixel_size=data.pixel_size, figures=figures
+    )
+
+
+DEMO_STACK = "particles.mrcs"
+
+
+def _write_demo_particles(data, staging, out):
+    """Write the demo's particles as a stack, and return their table as :func:`load_particles` would read
+    it (image names, CTF, optics group, ground-truth path coordinate), so that the demo's particles.star
+    can be classified again, or subsets selected from it."""
+    import pandas as pd
+
+    from .datasets import MICROSCOPE
+    from .io import OPTICS_ATTR, path_for_star
+    from .io._mrc import _write_stack
+
+    _write_stack(staging / DEMO_STACK, data.images, data.pixel_size)
+    stack = path_for_star(out / DEMO_STACK, out)
+    metadata = pd.DataFrame(
+        {
+            "rlnImageName": [f"{index:06d}@{stack}" for index in range(1, len(data.images) + 1)],
+            "rlnDefocusU": data.ctf.defocus_u,
+            "rlnDefocusV": data.ctf.defocus_v,
+            "rlnDefocusAngle": data.ctf.defocus_angle,
+            "rlnOpticsGroup": 1,
+            "kerdensomPathCoordinate": data.path_coordinate,
+        }
+    )
+    labels = {name: label for name, (label, _) in CTFParameters.COLUMNS.items()}
+    metadata.attrs[OPTICS_ATTR] = {
+        "rlnOpticsGroup": [1],
+        "rlnOpticsGroupName": ["opticsGroup1"],
+        **{labels[name]: [value] for name, value in MICROSCOPE.items()},
+        "rlnImagePixelSize": [data.pixel_size],
+        "rlnImageSize": [data.images.shape[1]],
+        "rlnImageDimensionality": [2],
+        # The simulator phase-flips its particles.
+        PHASE_FLIPPED_COLUMN: [1],
+    }
+    return metadata
 
 
 def _plot_path_coordinate(averager, data):
@@ -689,7 +872,8 @@ def main(argv=None):
         with _signals.handled(
             [number for number in _signals.STOPPING if number != signal.SIGINT], _terminate
         ):
-            {"classify": _classify, "demo": _demo}[args.command](args)
+            commands = {"classify": _classify, "demo": _demo, "select": _select, "simulate": _simulate}
+            commands[args.command](args)
     except KeyboardInterrupt:
         print("kerdensom: interrupted", file=sys.stderr)
         return 130

@@ -42,6 +42,8 @@ def assert_outputs(out, n_particles, n_classes, extra=()):
             "representatives.mrcs",
             "particles.star",
             "classes.star",
+            "run_model.star",
+            "run_data.star",
             "map.png",
             "summary.json",
             *extra,
@@ -145,7 +147,9 @@ def test_classify_relion31_with_relocation_and_a_mask_file(tmp_path):
 def test_demo(tmp_path):
     code, stdout, stderr = kerdensom("demo", "--n-particles", "300", *FAST, "--out", tmp_path / "demo")
     assert code == 0, stderr
-    summary = assert_outputs(tmp_path / "demo", n_particles=300, n_classes=6, extra=["path.png"])
+    summary = assert_outputs(
+        tmp_path / "demo", n_particles=300, n_classes=6, extra=["path.png", "particles.mrcs"]
+    )
     assert summary["path_correlation"] > 0.5
     assert "path coordinate vs map position" in stdout
 
@@ -153,7 +157,7 @@ def test_demo(tmp_path):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["classify", "missing.star", "--mask-radius", "20"], 1, "STAR file not found"),
+        (["classify", "missing.star", "--mask-radius", "20"], 1, "particle file not found"),
         (
             ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--reg-initial", "10"],
             2,

@@ -664,7 +664,18 @@ def test_written_files_read_back_identical(tmp_path):
     assert list(written) == ["optics", "particles"]
     pd.testing.assert_frame_equal(written["optics"], original["optics"])
     particles = written["particles"]
-    assert list(particles.columns) == [*original["particles"].columns, "kerdensomMapX", "kerdensomMapY"]
+    # The input's class numbers are kept under another label.
+    previous = [column for column in original["particles"].columns if column != "rlnClassNumber"]
+    assert list(particles.columns) == [
+        *previous,
+        "kerdensomPreviousClassNumber",
+        "rlnClassNumber",
+        "kerdensomMapX",
+        "kerdensomMapY",
+    ]
+    np.testing.assert_array_equal(
+        particles["kerdensomPreviousClassNumber"], original["particles"]["rlnClassNumber"]
+    )
     np.testing.assert_array_equal(particles["rlnClassNumber"], LABELS + 1)
     np.testing.assert_array_equal(particles["kerdensomMapX"], POSITIONS[LABELS, 0])
     np.testing.assert_array_equal(particles["kerdensomMapY"], POSITIONS[LABELS, 1])
@@ -673,7 +684,15 @@ def test_written_files_read_back_identical(tmp_path):
 
     classes = starfile.read(paths["classes"])
     np.testing.assert_array_equal(classes["rlnClassNumber"], [1, 2, 3, 4])
-    assert classes["rlnReferenceImage"].tolist() == [f"00000{k}@averages.mrcs" for k in (1, 2, 3, 4)]
+    # Outside the current directory (a RELION project), files are named by their absolute path.
+    averages = (tmp_path / "new" / "out" / "averages.mrcs").as_posix()
+    assert classes["rlnReferenceImage"].tolist() == [f"00000{k}@{averages}" for k in (1, 2, 3, 4)]
+    # RELION's class selection reads run_model.star, and run_data.star beside it.
+    model = starfile.read(paths["model"], always_dict=True)
+    assert model["model_general"]["rlnNrClasses"] == 4
+    assert model["model_classes"]["rlnReferenceImage"].tolist() == classes["rlnReferenceImage"].tolist()
+    np.testing.assert_array_equal(model["model_classes"]["rlnClassDistribution"], [0.4, 0.2, 0.0, 0.4])
+    assert paths["data"].read_bytes() == paths["particles"].read_bytes()
     np.testing.assert_array_equal(classes["kerdensomClassCount"], [2, 1, 0, 2])
     np.testing.assert_array_equal(classes["rlnClassDistribution"], [0.4, 0.2, 0.0, 0.4])
     np.testing.assert_array_equal(classes[["kerdensomMapX", "kerdensomMapY"]].to_numpy(), POSITIONS)
@@ -686,11 +705,14 @@ def test_written_files_read_back_identical(tmp_path):
 def test_written_particle_table_loads_again(tmp_path):
     loaded = load_particles(RELION31_STAR, align=False)
     paths, _ = _write(tmp_path, metadata=loaded.metadata)
-    # The image names are kept as written, relative to the original STAR file: relocate them.
+    # The image names are kept as written, relative to the original STAR file: relocate them (or, as
+    # kerdensom classify does, rewrite them with relocate_image_names).
     reloaded = load_particles(paths["particles"], image_root=PARTICLES, align=False)
     np.testing.assert_array_equal(reloaded.images, loaded.images)
     pd.testing.assert_frame_equal(
-        reloaded.metadata.drop(columns=["rlnClassNumber", "kerdensomMapX", "kerdensomMapY"]),
+        reloaded.metadata.drop(
+            columns=["rlnClassNumber", "kerdensomPreviousClassNumber", "kerdensomMapX", "kerdensomMapY"]
+        ),
         loaded.metadata.drop(columns=["rlnClassNumber"]),
     )
 
@@ -810,14 +832,23 @@ def test_image_names_resolve_from_the_project_directory_as_in_relion(tmp_path, m
     assert read_particle_table(star).stack_paths["Extract/job007/Micrographs/mic001.mrcs"] == beside
 
 
+def test_a_job_file_finds_its_stacks_from_anywhere_through_the_project_above_it(tmp_path, monkeypatch):
+    project, star = _relion_project(tmp_path)
+    monkeypatch.chdir(tmp_path)  # not the project directory
+    table = read_particle_table(star)
+    assert list(table.stack_paths.values()) == [project / "Extract/job007/Micrographs/mic001.mrcs"]
+
+
 def test_missing_stack_error_says_where_it_looked_and_what_to_do(tmp_path, monkeypatch):
-    _, star = _relion_project(tmp_path)
+    project, star = _relion_project(tmp_path)
+    (project / "Extract/job007/Micrographs/mic001.mrcs").unlink()
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError) as error:
         read_particle_table(star)
     message = str(error.value)
     assert str(tmp_path / "Extract/job007/Micrographs/mic001.mrcs") in message  # the current directory
     assert str(star.parent / "Extract/job007/Micrographs/mic001.mrcs") in message  # beside the STAR file
+    assert str(project / "Extract/job007/Micrographs/mic001.mrcs") in message  # and above it
     assert "Run from the RELION project directory" in message and "--image-root DIR" in message
 
 

@@ -15,25 +15,35 @@ re-exported here:
 - ``_mrc``: MRC stacks (header checks, memory maps, Dask arrays, writing);
 - ``_particles``: :func:`read_particle_table` and :func:`load_particles`, which
   read, check, CTF-correct and align the images of a STAR file;
-- ``_outputs``: :func:`write_classification` and :func:`write_class_averager`.
+- ``_cryosparc``: cryoSPARC ``.cs`` particle files, as RELION tables;
+- ``_outputs``: :func:`write_classification` and :func:`write_class_averager`;
+- ``_subsets``: :func:`select_classes` and :func:`write_particle_star`, the
+  particles of chosen classes as a STAR file.
 """
 
 from ._mrc import dask_stack, read_image_shape, read_stack
-from ._outputs import OUTPUT_FILES, write_class_averager, write_classification
+from ._outputs import OUTPUT_FILES, PREVIOUS_CLASS_COLUMN, write_class_averager, write_classification
 from ._particles import CTF_CORRECTIONS, load_particles, read_particle_table
-from ._star import IMAGE_COLUMN, OPTICS_ATTR, OPTICS_GROUP_COLUMN
+from ._star import IMAGE_COLUMN, OPTICS_ATTR, OPTICS_GROUP_COLUMN, path_for_star, relocate_image_names
+from ._subsets import CLASS_COLUMN, select_classes, write_particle_star
 
 __all__ = [
+    "CLASS_COLUMN",
     "CTF_CORRECTIONS",
     "IMAGE_COLUMN",
     "OPTICS_ATTR",
     "OPTICS_GROUP_COLUMN",
     "OUTPUT_FILES",
+    "PREVIOUS_CLASS_COLUMN",
     "dask_stack",
     "load_particles",
+    "path_for_star",
     "read_image_shape",
     "read_particle_table",
     "read_stack",
+    "relocate_image_names",
+    "select_classes",
     "write_class_averager",
     "write_classification",
+    "write_particle_star",
 ]

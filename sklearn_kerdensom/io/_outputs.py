@@ -1,6 +1,8 @@
 """Writing the outputs of a classification: class stacks, the particle table with classes, the class
 table."""
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -8,14 +10,18 @@ import pandas as pd
 import starfile
 
 from ._mrc import _write_stack
-from ._star import OPTICS_ATTR, OPTICS_GROUP_COLUMN, _check_pixel_size
+from ._star import OPTICS_ATTR, OPTICS_GROUP_COLUMN, _check_pixel_size, path_for_star
 
 OUTPUT_FILES = {
     "averages": "averages.mrcs",
     "representatives": "representatives.mrcs",
     "particles": "particles.star",
     "classes": "classes.star",
+    "model": "run_model.star",
+    "data": "run_data.star",
 }
+# The input's class numbers, which rlnClassNumber replaces.
+PREVIOUS_CLASS_COLUMN = "kerdensomPreviousClassNumber"
 
 
 def write_classification(
@@ -28,22 +34,34 @@ def write_classification(
     metadata=None,
     pixel_size=None,
     overwrite=False,
+    location=None,
 ):
     """Write class images, per-particle classes and per-class statistics.
 
-    Writes four files into ``out_dir`` (created if missing):
+    Writes six files into ``out_dir`` (created if missing):
 
     - ``averages.mrcs``, ``representatives.mrcs``: float32 MRC image stacks,
       one image per class in class order;
     - ``particles.star``: the particle table with ``rlnClassNumber`` (class,
       counted from 1) and ``kerdensomMapX``/``kerdensomMapY`` (map position of
-      the class) added; with a ``data_optics`` block when the metadata came
-      from a RELION 3.1+ file through :func:`load_particles`;
+      the class) added, the input's own ``rlnClassNumber`` kept as
+      ``kerdensomPreviousClassNumber``; with a ``data_optics`` block when the
+      metadata came from a RELION 3.1+ file through :func:`load_particles`;
     - ``classes.star``: one row per class, empty classes included, with
-      ``rlnClassNumber``, ``rlnReferenceImage`` (``NNNNNN@averages.mrcs``,
-      relative to ``out_dir``), ``rlnClassDistribution`` (fraction of
-      particles), ``kerdensomClassCount``, ``kerdensomMapX``,
-      ``kerdensomMapY``.
+      ``rlnClassNumber``, ``rlnReferenceImage`` (``NNNNNN@.../averages.mrcs``),
+      ``rlnClassDistribution`` (fraction of particles),
+      ``kerdensomClassCount``, ``kerdensomMapX``, ``kerdensomMapY``;
+    - ``run_model.star`` and ``run_data.star``: the pair RELION's class
+      selection (``relion_display --class``, the Subset selection job) reads,
+      as a 2D classification writes it: a ``model_general`` block and a
+      ``model_classes`` block (``rlnReferenceImage``,
+      ``rlnClassDistribution``, one row per class in class order), and the
+      particle table (a hard link to ``particles.star``, or a copy where the
+      file system has no links).
+
+    ``rlnReferenceImage`` names ``averages.mrcs`` as RELION resolves names:
+    relative to the current directory (the project directory) when
+    ``location`` is inside it, else by its absolute path.
 
     Parameters
     ----------
@@ -64,14 +82,19 @@ def write_classification(
     pixel_size : float, default=None
         Å per pixel, written as the stacks' voxel size.
     overwrite : bool, default=False
-        Replace existing output files. Otherwise, if any of the four exists,
+        Replace existing output files. Otherwise, if any of them exists,
         nothing is written.
+    location : str or path-like, default=None
+        The directory the files will finally be in, when ``out_dir`` is only
+        where they are made (``kerdensom`` writes a run into a staging
+        directory, then renames it); None is ``out_dir``.
 
     Returns
     -------
     paths : dict of str to pathlib.Path
-        The written files, by key ``"averages"``, ``"representatives"``,
-        ``"particles"``, ``"classes"``.
+        The written files, by the keys of ``OUTPUT_FILES``: ``"averages"``,
+        ``"representatives"``, ``"particles"``, ``"classes"``, ``"model"``,
+        ``"data"``.
 
     Raises
     ------
@@ -91,7 +114,9 @@ def write_classification(
     node_positions = _check_node_positions(node_positions, n_classes)
     pixel_size = _check_pixel_size(pixel_size)
     particles, optics = _particle_table(metadata, labels, node_positions)
-    classes = _class_table(labels, node_positions)
+    location = Path(out_dir if location is None else location)
+    references = path_for_star(location / OUTPUT_FILES["averages"], location)
+    classes = _class_table(labels, node_positions, references)
 
     paths = _output_paths(out_dir, overwrite)
     paths["averages"].parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +127,34 @@ def write_classification(
     )
     starfile.write(particle_blocks, paths["particles"], float_format=_float_text)
     starfile.write({"classes": classes}, paths["classes"], float_format=_float_text)
+    model = {
+        "model_general": _model_general(averages.shape, pixel_size),
+        "model_classes": classes[["rlnReferenceImage", "rlnClassDistribution", *classes.columns[3:]]],
+    }
+    starfile.write(model, paths["model"], float_format=_float_text)
+    _link_or_copy(paths["particles"], paths["data"])
     return paths
+
+
+def _model_general(shape, pixel_size):
+    """The ``model_general`` block of a 2D classification's model STAR file."""
+    return {
+        "rlnReferenceDimensionality": 2,
+        "rlnDataDimensionality": 2,
+        "rlnOriginalImageSize": shape[-1],
+        "rlnCurrentImageSize": shape[-1],
+        "rlnPixelSize": 0.0 if pixel_size is None else pixel_size,
+        "rlnNrClasses": shape[0],
+        "rlnNrBodies": 1,
+        "rlnNrGroups": 1,
+    }
+
+
+def _link_or_copy(source, target):
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _check_class_images(images, name):
@@ -158,20 +210,22 @@ def _particle_table(metadata, labels, node_positions):
             merged = [c for c in optics.columns if c != OPTICS_GROUP_COLUMN and c in table.columns]
             table = table.drop(columns=merged)
         table.attrs = {}
+    if "rlnClassNumber" in table.columns:
+        table[PREVIOUS_CLASS_COLUMN] = table.pop("rlnClassNumber")
     table["rlnClassNumber"] = labels + 1
     table["kerdensomMapX"] = node_positions[labels, 0]
     table["kerdensomMapY"] = node_positions[labels, 1]
     return table, optics
 
 
-def _class_table(labels, node_positions):
+def _class_table(labels, node_positions, references):
     n_classes = node_positions.shape[0]
     counts = np.bincount(labels, minlength=n_classes)
     numbers = np.arange(1, n_classes + 1)
     return pd.DataFrame(
         {
             "rlnClassNumber": numbers,
-            "rlnReferenceImage": [f"{number:06d}@{OUTPUT_FILES['averages']}" for number in numbers],
+            "rlnReferenceImage": [f"{number:06d}@{references}" for number in numbers],
             "rlnClassDistribution": counts / labels.size,
             "kerdensomClassCount": counts,
             "kerdensomMapX": node_positions[:, 0],
@@ -199,7 +253,9 @@ def _float_text(value):
     return repr(float(value))
 
 
-def write_class_averager(averager, out_dir, *, metadata=None, pixel_size=None, overwrite=False):
+def write_class_averager(
+    averager, out_dir, *, metadata=None, pixel_size=None, overwrite=False, location=None
+):
     """Write the outputs of a fitted :class:`~sklearn_kerdensom.ClassAverager` (see write_classification).
 
     The representatives are the averager's ``representatives_`` (the code
@@ -216,6 +272,8 @@ def write_class_averager(averager, out_dir, *, metadata=None, pixel_size=None, o
     pixel_size : float, default=None
         Å per pixel.
     overwrite : bool, default=False
+    location : str or path-like, default=None
+        As in :func:`write_classification`.
 
     Returns
     -------
@@ -237,4 +295,5 @@ def write_class_averager(averager, out_dir, *, metadata=None, pixel_size=None, o
         metadata=metadata,
         pixel_size=pixel_size,
         overwrite=overwrite,
+        location=location,
     )

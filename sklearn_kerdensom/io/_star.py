@@ -9,6 +9,7 @@ that a written particle table can split it out again.
 """
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,36 @@ def _shifts_in_pixels(metadata, pixel_size, star_path):
             _numeric_column(metadata, "rlnOriginY", star_path),
         ]
     )
+
+
+def path_for_star(path, star_directory):
+    """How a STAR file in ``star_directory`` names the file ``path`` so that RELION and this package both
+    find it: relative to the current directory (the project directory RELION resolves names from) when
+    the file and the STAR file are both inside it, else absolute."""
+    path = Path(os.path.abspath(path))
+    project = Path(os.path.abspath(Path.cwd()))
+    if path.is_relative_to(project) and Path(os.path.abspath(star_directory)).is_relative_to(project):
+        return path.relative_to(project).as_posix()
+    return path.as_posix()
+
+
+def relocate_image_names(table, star_directory):
+    """The particle table of ``table`` with image names that resolve from a STAR file in ``star_directory``.
+
+    Parameters
+    ----------
+    table : :class:`~sklearn.utils.Bunch`
+        As returned by :func:`read_particle_table`: its stacks were found, wherever the file named them.
+    star_directory : str or path-like
+        Where the new STAR file will be.
+
+    Returns
+    -------
+    metadata : pandas.DataFrame
+        A copy of ``table.metadata`` whose ``rlnImageName`` values are ``NNNNNN@path`` with ``path`` as
+        :func:`path_for_star` gives it.
+    """
+    stacks = {stack: path_for_star(path, star_directory) for stack, path in table["stack_paths"].items()}
+    metadata = table["metadata"].copy()
+    metadata[IMAGE_COLUMN] = [f"{index:06d}@{stacks[stack]}" for index, stack in table["addresses"]]
+    return metadata

@@ -1,0 +1,83 @@
+"""Subsets of a classified particle set: the particles of chosen classes, as a STAR file that RELION,
+cryoSPARC and this package read."""
+
+import numpy as np
+import starfile
+from sklearn.utils import Bunch
+
+from ._outputs import _float_text, _optics_from_attrs
+from ._particles import read_particle_table
+from ._star import OPTICS_GROUP_COLUMN, relocate_image_names
+
+CLASS_COLUMN = "rlnClassNumber"
+
+
+def select_classes(star_path, classes, *, image_root=None):
+    """The particles of some classes of a classified particle file.
+
+    Parameters
+    ----------
+    star_path : str or path-like
+        A particle file with ``rlnClassNumber``: the ``particles.star`` of a ``kerdensom`` run, or a
+        RELION classification's ``run_data.star``.
+    classes : iterable of int
+        Class numbers, as ``rlnClassNumber`` counts them (from 1).
+    image_root : str or path-like, default=None
+        As in :func:`read_particle_table`.
+
+    Returns
+    -------
+    subset : :class:`~sklearn.utils.Bunch`
+        The entries of :func:`read_particle_table` for the selected particles only (their rows in
+        order), plus ``classes``, the sorted class numbers.
+
+    Raises
+    ------
+    ValueError
+        If the file has no ``rlnClassNumber``, or no particle is in the classes.
+    """
+    classes = sorted({int(number) for number in classes})
+    table = read_particle_table(star_path, image_root=image_root)
+    if CLASS_COLUMN not in table.metadata.columns:
+        raise ValueError(f"{star_path} has no {CLASS_COLUMN} column: its particles are not classified.")
+    keep = np.isin(table.metadata[CLASS_COLUMN].to_numpy(), classes)
+    if not keep.any():
+        raise ValueError(f"no particle of {star_path} is in class(es) {', '.join(map(str, classes))}.")
+    metadata = table.metadata[keep].reset_index(drop=True)
+    metadata.attrs = table.metadata.attrs
+    addresses = [address for address, kept in zip(table.addresses, keep, strict=True) if kept]
+    stacks = {stack for _, stack in addresses}
+    return Bunch(
+        **{
+            **table,
+            "metadata": metadata,
+            "addresses": addresses,
+            "stack_paths": {stack: path for stack, path in table.stack_paths.items() if stack in stacks},
+        },
+        classes=classes,
+    )
+
+
+def write_particle_star(table, path, *, header=None):
+    """Write a particle table as a RELION STAR file whose image names resolve from where it is written.
+
+    Parameters
+    ----------
+    table : :class:`~sklearn.utils.Bunch`
+        As returned by :func:`read_particle_table` or :func:`select_classes`.
+    path : path-like
+        The STAR file to write (it is overwritten if it exists: the caller decides whether it may be).
+    header : str, default=None
+        A comment line written first (without the ``#``).
+    """
+    metadata = relocate_image_names(table, path.parent)
+    optics = _optics_from_attrs(metadata)
+    if optics is not None:
+        metadata = metadata.drop(
+            columns=[c for c in optics.columns if c != OPTICS_GROUP_COLUMN and c in metadata]
+        )
+    metadata.attrs = {}
+    blocks = {"particles": metadata} if optics is None else {"optics": optics, "particles": metadata}
+    starfile.write(blocks, path, float_format=_float_text)
+    if header is not None:
+        path.write_text(f"# {header}\n{path.read_text()}")

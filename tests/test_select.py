@@ -1,0 +1,86 @@
+"""kerdensom select: the particles of chosen classes as a STAR file, classified again."""
+
+import starfile
+
+from sklearn_kerdensom.io import read_particle_table
+
+from .test_cli import FAST, kerdensom
+
+
+def _demo_run(tmp_path):
+    code, _, stderr = kerdensom("demo", "--n-particles", "120", *FAST, "--out", tmp_path / "demo", "--quiet")
+    assert code == 0, stderr
+    return tmp_path / "demo"
+
+
+def test_select_classes_of_a_run_and_classify_them_again(tmp_path):
+    run = _demo_run(tmp_path)
+    classes = starfile.read(run / "classes.star")
+    chosen = classes.loc[classes["kerdensomClassCount"] > 0, "rlnClassNumber"].to_list()[:2]
+    expected = int(classes.loc[classes["rlnClassNumber"].isin(chosen), "kerdensomClassCount"].sum())
+    subset_path = tmp_path / "subsets" / "subset.star"
+    code, stdout, stderr = kerdensom(
+        "select", run, "--classes", ",".join(map(str, chosen)), "--out", subset_path
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert f"{expected} particles of class(es) {', '.join(map(str, chosen))}" in stdout
+    assert subset_path.read_text().startswith("# written by sklearn-kerdensom")
+    subset = starfile.read(subset_path, always_dict=True)
+    assert set(subset) == {"optics", "particles"} and len(subset["particles"]) == expected
+    assert set(subset["particles"]["rlnClassNumber"]) == set(chosen)
+    # Its image names resolve from where it is, from any directory.
+    table = read_particle_table(subset_path)
+    assert list(table.stack_paths.values()) == [run / "particles.mrcs"]
+    code, stdout, stderr = kerdensom(
+        "classify", subset_path, "--mask-radius", "13", "--columns", "2", "--rows", "1", "--steps", "2",
+        "--out", tmp_path / "again", cwd=tmp_path / "subsets",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert f"read {expected} particles" in stdout
+    again = starfile.read(tmp_path / "again" / "particles.star", always_dict=True)["particles"]
+    assert set(again["kerdensomPreviousClassNumber"]) == set(chosen)
+
+
+def test_select_in_a_relion_project_writes_project_relative_names(tmp_path):
+    from .test_io import _relion_project
+
+    project, _ = _relion_project(tmp_path)
+    code, _, stderr = kerdensom(
+        "classify", "Refine3D/job200/run_data.star", "--mask-radius", "100", "--columns", "2", "--rows", "1",
+        "--steps", "2", "--quiet", "--out", "KerDenSOM/job201", cwd=project,
+    )  # fmt: skip
+    assert code == 0, stderr
+    written = starfile.read(project / "KerDenSOM" / "job201" / "particles.star", always_dict=True)
+    assert written["particles"]["rlnImageName"].str.endswith("@Extract/job007/Micrographs/mic001.mrcs").all()
+    model = starfile.read(project / "KerDenSOM" / "job201" / "run_model.star", always_dict=True)
+    assert model["model_classes"]["rlnReferenceImage"].iloc[0] == "000001@KerDenSOM/job201/averages.mrcs"
+    code, _, stderr = kerdensom(
+        "select", "KerDenSOM/job201", "--classes", "1-2", "--out", "Select/job202/particles.star", cwd=project
+    )  # fmt: skip
+    assert code == 0, stderr
+    subset = starfile.read(project / "Select" / "job202" / "particles.star", always_dict=True)["particles"]
+    assert len(subset) == 5
+    assert subset["rlnImageName"].str.endswith("@Extract/job007/Micrographs/mic001.mrcs").all()
+
+
+def test_select_refuses_what_it_must_not_do(tmp_path):
+    run = _demo_run(tmp_path)
+    for classes in ("three", "0", "5-3"):
+        code, _, stderr = kerdensom("select", run, "--classes", classes, "--out", tmp_path / "s.star")
+        assert code == 2 and "--classes" in stderr and not (tmp_path / "s.star").exists()
+    code, _, stderr = kerdensom("select", run, "--classes", "7", "--out", tmp_path / "s.star")
+    assert code == 1 and "--classes 7: the run" in stderr and "has 6 classes" in stderr
+
+    foreign = tmp_path / "mine.star"
+    foreign.write_text("a user's own file\n")
+    for overwrite in ([], ["--overwrite"]):
+        code, _, stderr = kerdensom("select", run, "--classes", "1-6", "--out", foreign, *overwrite)
+        assert code == 1 and foreign.read_text() == "a user's own file\n"
+    assert "kerdensom did not write it" in stderr
+
+    ours = tmp_path / "ours.star"
+    assert kerdensom("select", run, "--classes", "1-6", "--out", ours)[0] == 0
+    code, _, stderr = kerdensom("select", run, "--classes", "1-6", "--out", ours)
+    assert code == 1 and "exists; nothing was written" in stderr
+    assert kerdensom("select", run, "--classes", "1-6", "--out", ours, "--overwrite")[0] == 0
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary left
