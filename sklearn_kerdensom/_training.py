@@ -27,6 +27,7 @@ import numpy as np
 from ._code_vectors import gauss_seidel_sweeps, roughness, solve_exactly
 from ._kernels import kernel_variance, penalty_weight, updated_sigma
 from ._passes import e_step
+from ._progress import report
 
 
 @dataclass
@@ -196,6 +197,7 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tol, verbose=0):
                     f"[KerDenSOM] step {step + 1} iteration {trace.n_iter}: "
                     f"sigma={sigma:.6g} change={change:.3g} objective={trace.objective[-1]:.8g}"
                 )
+            report(step, len(schedule), trace.n_iter, max_iter, change <= tol or trace.n_iter == max_iter)
             if change <= tol:
                 break
         traces.append(trace)

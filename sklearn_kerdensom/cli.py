@@ -35,6 +35,7 @@ from ._output_directory import (
     _rename_no_replace,
     manifest_entries,
 )
+from ._progress import reporting
 from ._topology import check_map_fits_in_memory
 from .averaging import ClassAverager, mean_per_class
 from .ctf import (
@@ -412,7 +413,7 @@ def _fit(images, mask, som, args):
     _say(args, f"fitting a {args.columns} x {args.rows} map on {len(images)} images of {images.shape[1:]} px")
     start = time.perf_counter()
     # The fit's warnings (a step stopped at --max-iter) become one line each, like the command's own.
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _fit_progress_bar(args):
         warnings.simplefilter("always")
         averager = ClassAverager(make_pipeline(MaskVectorizer(mask), som)).fit(images)
     for warning in caught:
@@ -588,6 +589,23 @@ def _progress_bars(args, total):
     finally:
         for bar in bars.values():
             bar.close()
+
+
+@contextmanager
+def _fit_progress_bar(args):
+    """A progress bar over the annealing steps of the fit (a step counts in proportion to its iterations
+    of --max-iter until it stops), with the time left, on standard error when it is a terminal."""
+    from tqdm import tqdm
+
+    with tqdm(total=args.steps, desc="fitting", unit=" steps", disable=True if args.quiet else None) as bar:
+
+        def progress(step, n_steps, iteration, max_iter, step_done):
+            position = step + (1.0 if step_done else min(iteration / max_iter, 0.99))
+            bar.set_postfix_str(f"step {step + 1}/{n_steps}, iteration {iteration}", refresh=False)
+            bar.update(position - bar.n)
+
+        with reporting(progress):
+            yield
 
 
 def _classify_particles(args, som, table, mask, staging):

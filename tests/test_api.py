@@ -188,3 +188,23 @@ def test_a_capped_early_step_warns_and_is_recorded(blobs):
     assert [step["converged"] for step in som.annealing_history_] == [False, True, True]
     assert som.annealing_history_[0]["n_iter"] == 6
     assert not som.converged_
+
+
+def test_fit_progress_is_reported_to_a_context_callback_only():
+    from sklearn_kerdensom._progress import reporting
+
+    X = np.random.default_rng(0).normal(size=(60, 5))
+    calls = []
+    with reporting(lambda *where: calls.append(where)):
+        som = KerDenSOM(3, 2, annealing_steps=3, max_iter=25, random_state=0).fit(X)
+    steps = [step for step, *_ in calls]
+    assert steps == sorted(steps) and set(steps) == {0, 1, 2}
+    for step in range(3):
+        in_step = [call for call in calls if call[0] == step]
+        assert [call[2] for call in in_step] == list(range(1, len(in_step) + 1))
+        assert in_step[-1][4] and not any(call[4] for call in in_step[:-1])  # done once, at the end
+        assert all(call[1] == 3 and call[3] == 25 for call in in_step)
+    assert len(calls) == som.n_iter_
+    calls.clear()
+    KerDenSOM(3, 2, annealing_steps=2, max_iter=5, random_state=0).fit(X)
+    assert calls == []  # outside the block, nothing is reported

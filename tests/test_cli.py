@@ -343,7 +343,7 @@ def test_verbose_prints_every_iteration(tmp_path):
 
 
 def test_progress_bars_on_a_terminal_only(tmp_path):
-    """On a terminal, bars for reading and aligning (with rate and time left); in a pipe, none."""
+    """On a terminal, bars for reading, aligning and fitting (with rate and time left); in a pipe, none."""
     import fcntl
     import pty
     import struct
@@ -370,5 +370,7 @@ def test_progress_bars_on_a_terminal_only(tmp_path):
     assert run.wait(timeout=120) == 0, screen.decode()
     text = screen.decode()
     assert "reading: 100%" in text and "aligning: 100%" in text and "5/5" in text
+    # The fit's bar moves with the iterations of each annealing step (FAST: 2 steps).
+    assert "fitting:" in text and "step 2/2, iteration" in text
     code, stdout, stderr = kerdensom(*arguments, "--out", tmp_path / "pipe")
-    assert code == 0 and "reading" not in stderr + stdout and "%|" not in stderr
+    assert code == 0 and "reading" not in stderr + stdout and "fitting" not in stderr and "%|" not in stderr
