@@ -169,3 +169,23 @@ def _expected_failures(estimator):
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_wiener_averages_restore_what_the_ctfs_damped():
+    from sklearn_kerdensom.averaging import wiener_class_averages
+    from sklearn_kerdensom.ctf import contrast_transfer
+    from sklearn_kerdensom.datasets import simulated_ctf
+
+    # One projection seen at 12 defoci, noise-free and phase-flipped: |CTF| P in Fourier space.
+    rng = np.random.default_rng(0)
+    projection = rng.normal(size=(32, 32))
+    defocus = np.linspace(1.0, 2.5, 12)
+    ctf = simulated_ctf(defocus)
+    transfer = np.abs(contrast_transfer((32, 32), 2.4, ctf))
+    images = np.fft.irfft2(np.fft.rfft2(projection) * transfer, s=(32, 32))
+    labels = np.zeros(12, dtype=int)
+    plain = images.mean(axis=0)
+    wiener, counts = wiener_class_averages(images, labels, ctf, 2.4, n_classes=2, constant=1e-9)
+    np.testing.assert_allclose(wiener[0], projection, atol=1e-6 * np.abs(projection).max())
+    assert np.abs(plain - projection).max() > 0.1 * np.abs(projection).max()
+    assert counts.tolist() == [12, 0] and not wiener[1].any()
