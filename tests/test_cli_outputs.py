@@ -471,12 +471,12 @@ PAUSE_IN_FIT = """
 import pathlib, signal, time
 # A runner started in the background (nohup, `pytest &`) ignores SIGINT, and its children inherit that.
 signal.signal(signal.SIGINT, signal.default_int_handler)
-from sklearn_kerdensom import cli
+from sklearn_kerdensom.cli import _classify
 started = pathlib.Path(sys.argv.pop())
 def _fit(*args, **kwargs):
     started.touch()
     time.sleep(120)
-cli._fit = _fit
+_classify._fit = _fit
 """
 
 

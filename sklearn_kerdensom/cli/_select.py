@@ -1,0 +1,74 @@
+"""``kerdensom select``: the particles of chosen classes of a run as a STAR file, to classify again."""
+
+import os
+import tempfile
+from pathlib import Path
+
+from .. import __version__, _signals
+from .._output_directory import _rename_no_replace
+from ._console import _say
+
+# The first line of every subset STAR file kerdensom writes: --overwrite replaces only such a file.
+SUBSET_MARKER = "written by sklearn-kerdensom"
+
+
+def _select(args):
+    from ..io import select_classes, write_particle_star
+
+    star = args.run / "particles.star" if args.run.is_dir() else args.run
+    _check_classes_exist(args, star)
+    _check_subset_target(args)
+    subset = select_classes(star, args.classes, image_root=args.image_root)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{args.out.name}.", suffix=".tmp", dir=args.out.parent)
+    os.close(descriptor)
+    temporary = Path(temporary)
+    try:
+        header = f"{SUBSET_MARKER} {__version__}: {' '.join(['kerdensom', *args.argv])}"
+        write_particle_star(subset, temporary, header=header)
+        with _signals.deferred():
+            if args.overwrite and args.out.exists():
+                os.replace(temporary, args.out)
+            else:
+                _rename_no_replace(temporary, args.out)
+    finally:
+        temporary.unlink(missing_ok=True)
+    shown = ", ".join(map(str, subset.classes))
+    _say(args, f"wrote {args.out}: {len(subset.metadata)} particles of class(es) {shown}")
+
+
+def _check_classes_exist(args, star):
+    """Class numbers beyond a kerdensom run's map are an error, before anything is read."""
+    classes_star = star.parent / "classes.star"
+    if not (args.run.is_dir() and classes_star.is_file()):
+        return
+    import starfile
+
+    n_classes = len(starfile.read(classes_star, always_dict=True)["classes"])
+    beyond = [number for number in args.classes if number > n_classes]
+    if beyond:
+        raise ValueError(
+            f"--classes {', '.join(map(str, beyond))}: the run {args.run} has {n_classes} classes "
+            f"(1 to {n_classes})"
+        )
+
+
+def _check_subset_target(args):
+    """``--out`` may be written: new, or (with --overwrite) a subset kerdensom wrote."""
+    out = args.out
+    if out.is_dir():
+        raise ValueError(
+            f"--out {out} is a directory; give the STAR file to write, e.g. {out / 'subset.star'}"
+        )
+    if not out.exists():
+        return
+    if not args.overwrite:
+        raise ValueError(
+            f"--out {out} exists; nothing was written (--overwrite replaces a subset kerdensom wrote)"
+        )
+    with open(out, encoding="utf-8", errors="replace") as existing:
+        first_line = existing.readline()
+    if not first_line.startswith(f"# {SUBSET_MARKER}"):
+        raise ValueError(
+            f"--out {out} exists and kerdensom did not write it: it is not replaced, even with --overwrite"
+        )
