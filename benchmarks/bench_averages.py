@@ -5,7 +5,8 @@ Data: the simulator's AdK path particles, phase-flipped (``make_adk_path(1000, b
 ``MaskVectorizer(circular_mask(.., 13)) -> KerDenSOM(7, 7, random_state=0)``.
 
 Measure: for every class, the correlation inside the mask of its average with the mean of its members'
-true projections (the structure before the microscope's CTF), weighted by class size. The plain mean
+true projections (the structure before the microscope's CTF), averaged over classes weighted by class
+size, and unweighted (where small, noisy classes count as much as large ones). The plain mean
 estimates the projections filtered by the members' mean |CTF|; the Wiener average
 (:func:`sklearn_kerdensom.averaging.wiener_class_averages`) divides that back out, regularized by a
 constant, for which several values are tried.
@@ -30,9 +31,10 @@ def _correlation(a, b, mask):
 
 
 def fidelity(averages, truth, counts, mask):
+    """Correlation with the truth, weighted by class size and (small classes count as much) not."""
     kept = np.flatnonzero(counts)
     scores = [_correlation(averages[k], truth[k], mask) for k in kept]
-    return float(np.average(scores, weights=counts[kept]))
+    return [float(np.average(scores, weights=counts[kept])), float(np.mean(scores))]
 
 
 def main():
@@ -54,8 +56,10 @@ def main():
         for constant in CONSTANTS:
             wiener, _ = wiener_class_averages(data.images, labels, data.ctf, data.pixel_size, 49, constant)
             results[snr][f"wiener {constant:g}"] = fidelity(wiener, truth, counts, mask)
-        rows.extend([snr, name, value] for name, value in results[snr].items())
-    _common.table(["SNR", "averages", "fidelity"], rows, {2: ".3f"})
+        rows.extend([snr, name, *values] for name, values in results[snr].items())
+    _common.table(
+        ["SNR", "averages", "fidelity (by size)", "fidelity (per class)"], rows, {2: ".3f", 3: ".3f"}
+    )
     _common.write_json(
         "bench_averages", {"machine": info, "results": {str(k): v for k, v in results.items()}}
     )

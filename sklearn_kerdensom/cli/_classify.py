@@ -21,7 +21,7 @@ from ..masking import circular_mask
 from ..metrics import position_correlation
 from ._console import _progress_bars, _say, _warn
 from ._fitting import _check_settings, _estimator, _fit
-from ._outputs import _output_directory, _summary, _write_outputs
+from ._outputs import _output_directory, _summary, _wiener_averages, _write_outputs
 
 
 @contextmanager
@@ -163,10 +163,14 @@ def _classify_particles(args, som, table, mask, staging):
     summary["timings"] = {"read_s": read_s, "fit_s": fit_s}
     summary["preprocessing"] = {"box": args.box, "lowpass": args.lowpass, "normalize": args.normalize}
     summary["ctf"] = {"correction": args.ctf, "phase_flipped": int(particles.phase_flipped.sum())}
+    summary["averages"] = "mean"
     if has_ctf(particles.metadata):
-        defocus = CTFParameters.from_table(particles.metadata)
+        ctf = CTFParameters.from_table(particles.metadata)
+        flipped = particles.phase_flipped | _flagged(particles.metadata, PHASE_FLIPPED_COLUMN)
+        if pixel_size is not None and flipped.all():
+            _wiener_averages(averager, images, ctf, pixel_size, summary)
         correlation = position_correlation(
-            averager.node_positions_[averager.labels_], (defocus.defocus_u + defocus.defocus_v) / 2
+            averager.node_positions_[averager.labels_], (ctf.defocus_u + ctf.defocus_v) / 2
         )
         summary["ctf"]["defocus_correlation"] = correlation
         if math.isfinite(correlation):
@@ -181,6 +185,13 @@ def _classify_particles(args, som, table, mask, staging):
         metadata=relocate_image_names(table, args.out),
         pixel_size=pixel_size,
     )
+
+
+def _flagged(metadata, label):
+    """The particles whose ``label`` column (an optics group's flag) is 1; none without the column."""
+    if label not in metadata.columns:
+        return np.zeros(len(metadata), dtype=bool)
+    return metadata[label].to_numpy() == 1
 
 
 def _check_lowpass(args, pixel_size):

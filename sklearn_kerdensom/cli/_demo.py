@@ -11,7 +11,7 @@ from ..masking import circular_mask
 from ..metrics import position_correlation
 from ._console import _say
 from ._fitting import _check_settings, _estimator, _fit
-from ._outputs import _output_directory, _summary, _write_outputs
+from ._outputs import _output_directory, _summary, _wiener_averages, _write_outputs
 
 
 def _demo(args):
@@ -33,6 +33,8 @@ def _run_demo(args, som, staging):
     averager, fit_s = _fit(data.images, mask, som, args)
     summary = _summary(averager, data.images, mask, args, data.pixel_size)
     summary["timings"] = {"simulate_s": simulate_s, "fit_s": fit_s}
+    # The simulated particles are phase-flipped, and their CTF is known.
+    _wiener_averages(averager, data.images, data.ctf, data.pixel_size, summary)
     correlation = position_correlation(averager.node_positions_[averager.labels_], data.path_coordinate)
     summary["path_correlation"] = correlation
     shown = f"{correlation:.3f}" if math.isfinite(correlation) else "undefined (too few particles or classes)"

@@ -16,6 +16,17 @@ from .._output_directory import MANIFEST_KEY, SUMMARY, OutputDirectory, OutputRe
 from ._arguments import UsageError
 
 
+def _wiener_averages(averager, images, ctf, pixel_size, summary):
+    """Replace the averager's class averages, plain means of phase-flipped ``images``, by CTF-aware ones
+    (:func:`~sklearn_kerdensom.averaging.wiener_class_averages`), which measured closer to the true
+    structure (benchmarks/bench_averages.py); ``summary`` says which were written."""
+    from ..averaging import wiener_class_averages
+
+    averages, _ = wiener_class_averages(images, averager.labels_, ctf, pixel_size, len(averager.averages_))
+    averager.averages_ = averages
+    summary["averages"] = "wiener"
+
+
 @contextmanager
 def _output_directory(args, inputs=()):
     """The run's :class:`OutputDirectory`, checked and staged before any work; the staged outputs are
