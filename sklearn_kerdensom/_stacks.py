@@ -8,6 +8,7 @@ stays lazy. Each gets its images through :func:`validated_stack` and transforms 
 
 import numpy as np
 from sklearn.utils import check_array
+from sklearn.utils.validation import check_is_fitted
 
 from ._chunks import sample_chunks
 from ._samples import checked_finite, is_dask_array, temporary_memmap
@@ -35,6 +36,31 @@ def validated_stack(X, input_name="X"):
             f"{input_name} must be a stack of shape (n_images, height, width); got shape {images.shape}."
         )
     return images
+
+
+def fitted_stack(transformer, X):
+    """``X`` validated for the ``transform`` of a fitted image-stack transformer: images of the shape
+    it was fitted on (its ``image_shape_``)."""
+    check_is_fitted(transformer)
+    images = validated_stack(X)
+    if tuple(images.shape[1:]) != transformer.image_shape_:
+        raise ValueError(
+            f"images have shape {tuple(images.shape[1:])}, but {type(transformer).__name__} was fitted on "
+            f"{transformer.image_shape_}."
+        )
+    return images
+
+
+class ImageStackTagsMixin:
+    """The scikit-learn tags of a transformer of image stacks, shape (n_images, height, width), that
+    keeps float32 images float32."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        return tags
 
 
 def float_dtype(images):

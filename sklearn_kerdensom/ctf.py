@@ -23,10 +23,9 @@ from numbers import Real
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted
 
 from ._chunks import sample_chunks
-from ._stacks import float_dtype, map_stack, validated_stack
+from ._stacks import ImageStackTagsMixin, fitted_stack, float_dtype, map_stack, validated_stack
 
 PIXEL_SIZE_COLUMN = "rlnImagePixelSize"
 PHASE_FLIPPED_COLUMN = "rlnCtfDataArePhaseFlipped"
@@ -285,7 +284,7 @@ def pixel_size_of(table):
     return float(sizes[0])
 
 
-class PhaseFlipper(TransformerMixin, BaseEstimator):
+class PhaseFlipper(ImageStackTagsMixin, TransformerMixin, BaseEstimator):
     """Correct particle images for the CTF by phase flipping, with RELION's conventions.
 
     Every Fourier component of each image is multiplied by the sign of the particle's CTF, so that
@@ -364,13 +363,7 @@ class PhaseFlipper(TransformerMixin, BaseEstimator):
             float32 for float32 images, else float64. A lazy Dask array for a Dask array; a memory map
             of a temporary file for a memory map (see :func:`sklearn_kerdensom.io.load_particles`).
         """
-        check_is_fitted(self)
-        images = validated_stack(X)
-        if tuple(images.shape[1:]) != self.image_shape_:
-            raise ValueError(
-                f"images have shape {tuple(images.shape[1:])}, but PhaseFlipper was fitted on "
-                f"{self.image_shape_}."
-            )
+        images = fitted_stack(self, X)
         parameters, pixel_size = self._checked(images, ctf)
         return map_stack(
             images,
@@ -403,10 +396,3 @@ class PhaseFlipper(TransformerMixin, BaseEstimator):
                 f"{PIXEL_SIZE_COLUMN} column."
             )
         return parameters, float(pixel_size)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        return tags

@@ -19,9 +19,8 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted
 
-from ._stacks import float_dtype, map_stack, validated_stack
+from ._stacks import ImageStackTagsMixin, fitted_stack, float_dtype, map_stack, validated_stack
 
 # RELION's default background circle: a diameter of 75 % of the box.
 BACKGROUND_RADIUS_FRACTION = 0.375
@@ -135,7 +134,7 @@ def normalize_background(images, radius):
     return ((images - mean[:, None, None]) / spread[:, None, None]).astype(dtype, copy=False)
 
 
-class _StackTransformer(TransformerMixin, BaseEstimator):
+class _StackTransformer(ImageStackTagsMixin, TransformerMixin, BaseEstimator):
     """A stateless transformer of image stacks: :meth:`fit` checks the images and records their shape;
     :meth:`transform` applies :meth:`_transform_chunk` chunk by chunk (:func:`map_stack`)."""
 
@@ -171,13 +170,7 @@ class _StackTransformer(TransformerMixin, BaseEstimator):
             float32 for float32 images, else float64. A lazy Dask array for a Dask array; a memory map of
             a temporary file for a memory map.
         """
-        check_is_fitted(self)
-        images = validated_stack(X)
-        if tuple(images.shape[1:]) != self.image_shape_:
-            raise ValueError(
-                f"images have shape {tuple(images.shape[1:])}, but {type(self).__name__} was fitted on "
-                f"{self.image_shape_}."
-            )
+        images = fitted_stack(self, X)
         return map_stack(images, lambda chunk, rows: self._transform_chunk(chunk), self._output_shape())
 
     def _fit_shape(self, shape):
@@ -185,14 +178,6 @@ class _StackTransformer(TransformerMixin, BaseEstimator):
 
     def _output_shape(self):
         return self.image_shape_
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        return tags
 
 
 class FourierCropper(_StackTransformer):

@@ -6,85 +6,45 @@ import pytest
 from sklearn_kerdensom.alignment import apply_alignment
 from sklearn_kerdensom.ctf import CTFParameters, flip_phases
 from sklearn_kerdensom.datasets import make_adk_path
+from sklearn_kerdensom.datasets._projects import write_cryosparc_project
 from sklearn_kerdensom.io import load_particles, read_particle_table
 
-from .test_io import RELION31_STAR, _write_mrc
+from .test_io import RELION31_STAR
 
 pytest.importorskip("cryosparc.dataset")
 
 
 def _cryosparc_project(tmp_path, n_particles=8):
-    """A cryoSPARC project P1 with an extraction job J2 (the stack) and a 2D classification job J3: its
-    particles file holds the alignments, its passthrough file the CTF, as cryoSPARC splits them."""
+    """A simulated cryoSPARC project (``kerdensom simulate --format cryosparc``) whose 2D classification
+    job J2 gave the particles in-plane alignments and classes, with its passthrough file (the CTF) in
+    another row order, and the stack named as an imported one (``>``)."""
     from cryosparc.dataset import Dataset
 
     data = make_adk_path(n_particles, binning=4, phase_flip=False, random_state=0)
     project = tmp_path / "P1"
-    (project / "J2" / "extract").mkdir(parents=True)
-    (project / "J3").mkdir()
-    _write_mrc(project / "J2" / "extract" / "mic1_particles.mrc", data.images, voxel_size=data.pixel_size)
+    cs_path = write_cryosparc_project(project, data)
     rng = np.random.default_rng(0)
-    uid = rng.permutation(10**6)[:n_particles].astype(np.uint64) + 10**12
     psi = rng.uniform(-np.pi, np.pi, n_particles)
     shifts = rng.uniform(-1.5, 1.5, (n_particles, 2))
-    particles = Dataset.allocate(
-        n_particles,
-        [
-            ("blob/path", "O"),
-            ("blob/idx", "u4"),
-            ("blob/shape", "u4", (2,)),
-            ("blob/psize_A", "f4"),
-            ("alignments2D/pose", "f4"),
-            ("alignments2D/shift", "f4", (2,)),
-            ("alignments2D/psize_A", "f4"),
-            ("alignments2D/class", "u4"),
-        ],
-    )
-    particles["uid"] = uid
-    particles["blob/path"] = [">J2/extract/mic1_particles.mrc"] * n_particles
-    particles["blob/idx"] = np.arange(n_particles)
-    particles["blob/shape"] = np.tile(data.images.shape[1:], (n_particles, 1))
-    particles["blob/psize_A"] = data.pixel_size
+    particles = Dataset.load(str(cs_path))
+    particles.add_fields([("alignments2D/class", "u4")])
     particles["alignments2D/pose"] = psi
     particles["alignments2D/shift"] = shifts
-    particles["alignments2D/psize_A"] = data.pixel_size
     particles["alignments2D/class"] = np.arange(n_particles) % 3
-    particles.save(str(project / "J3" / "J3_particles.cs"))
-    passthrough = Dataset.allocate(
-        n_particles,
-        [
-            ("ctf/accel_kv", "f4"),
-            ("ctf/cs_mm", "f4"),
-            ("ctf/amp_contrast", "f4"),
-            ("ctf/df1_A", "f4"),
-            ("ctf/df2_A", "f4"),
-            ("ctf/df_angle_rad", "f4"),
-            ("ctf/phase_shift_rad", "f4"),
-            ("ctf/exp_group_id", "u4"),
-        ],
-    )
-    # The passthrough file's rows need not be in the same order: they are joined on uid.
-    order = np.arange(n_particles)[::-1]
-    passthrough["uid"] = uid[order]
-    passthrough["ctf/accel_kv"] = 300.0
-    passthrough["ctf/cs_mm"] = 2.7
-    passthrough["ctf/amp_contrast"] = 0.1
-    passthrough["ctf/df1_A"] = data.ctf.defocus_u[order]
-    passthrough["ctf/df2_A"] = data.ctf.defocus_v[order]
-    passthrough["ctf/df_angle_rad"] = 0.0
-    passthrough["ctf/phase_shift_rad"] = 0.0
-    passthrough["ctf/exp_group_id"] = 0
-    passthrough.save(str(project / "J3" / "J3_passthrough_particles.cs"))
+    particles["blob/path"] = [">" + str(path) for path in particles["blob/path"]]
+    particles.save(str(cs_path))
+    passthrough_path = project / "J2" / "J2_passthrough_particles.cs"
+    Dataset.load(str(passthrough_path)).take(np.arange(n_particles)[::-1]).save(str(passthrough_path))
     return data, project, psi, shifts
 
 
 def test_a_cryosparc_job_reads_as_a_relion_table(tmp_path, monkeypatch):
     data, project, psi, shifts = _cryosparc_project(tmp_path)
     monkeypatch.chdir(tmp_path)  # not the project directory: the stacks are found above the job's folder
-    table = read_particle_table(project / "J3" / "J3_particles.cs")
+    table = read_particle_table(project / "J2" / "J2_particles.cs")
     metadata = table.metadata
-    assert list(table.stack_paths.values()) == [project / "J2" / "extract" / "mic1_particles.mrc"]
-    assert metadata["rlnImageName"].iloc[2] == "000003@J2/extract/mic1_particles.mrc"
+    assert list(table.stack_paths.values()) == [project / "J1" / "extract" / "particles.mrc"]
+    assert metadata["rlnImageName"].iloc[2] == "000003@J1/extract/particles.mrc"
     np.testing.assert_allclose(metadata["rlnDefocusU"], data.ctf.defocus_u, rtol=1e-6)  # joined on uid
     np.testing.assert_allclose(metadata["rlnAnglePsi"], np.rad2deg(psi), rtol=1e-5)
     np.testing.assert_allclose(metadata["rlnOriginXAngst"], shifts[:, 0] * data.pixel_size, rtol=1e-5)
@@ -96,7 +56,7 @@ def test_a_cryosparc_job_reads_as_a_relion_table(tmp_path, monkeypatch):
 def test_cryosparc_particles_are_phase_flipped_then_aligned(tmp_path, monkeypatch):
     data, project, psi, shifts = _cryosparc_project(tmp_path)
     monkeypatch.chdir(project)
-    particles = load_particles("J3/J3_particles.cs", ctf="auto")
+    particles = load_particles("J2/J2_particles.cs", ctf="auto")
     assert particles.phase_flipped.all() and particles.pixel_size == pytest.approx(data.pixel_size)
     flipped = flip_phases(data.images, CTFParameters.from_table(particles.metadata), data.pixel_size)
     expected = apply_alignment(flipped, shifts, np.rad2deg(psi))
@@ -110,7 +70,7 @@ def test_classify_a_cryosparc_job_and_read_its_particles_back(tmp_path):
 
     _, project, _, _ = _cryosparc_project(tmp_path, n_particles=12)
     code, stdout, stderr = kerdensom(
-        "classify", "J3/J3_particles.cs", "--mask-radius", "6", *FAST, "--out", "kerdensom", cwd=project
+        "classify", "J2/J2_particles.cs", "--mask-radius", "6", *FAST, "--out", "kerdensom", cwd=project
     )  # fmt: skip
     assert code == 0, stderr
     assert "phase-flipped 12 of 12 particles" in stdout
@@ -126,10 +86,10 @@ def test_a_missing_passthrough_or_blob_field_is_named(tmp_path):
     from cryosparc.dataset import Dataset
 
     _, project, _, _ = _cryosparc_project(tmp_path)
-    partial = Dataset.load(str(project / "J3" / "J3_passthrough_particles.cs")).slice(0, 5)
+    partial = Dataset.load(str(project / "J2" / "J2_passthrough_particles.cs")).slice(0, 5)
     partial.save(str(tmp_path / "short_passthrough.cs"))
     with pytest.raises(ValueError, match=r"3 of the 8 particles of .* missing"):
-        read_particle_table(project / "J3" / "J3_particles.cs", passthrough=tmp_path / "short_passthrough.cs")
+        read_particle_table(project / "J2" / "J2_particles.cs", passthrough=tmp_path / "short_passthrough.cs")
     (tmp_path / "alone").mkdir()
     Dataset.allocate(2, [("ctf/df1_A", "f4")]).save(str(tmp_path / "alone" / "no_blob.cs"))
     with pytest.raises(ValueError, match="blob/path, blob/idx are missing"):
