@@ -84,3 +84,31 @@ def test_select_refuses_what_it_must_not_do(tmp_path):
     assert code == 1 and "exists; nothing was written" in stderr
     assert kerdensom("select", run, "--classes", "1-6", "--out", ours, "--overwrite")[0] == 0
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary left
+
+
+def test_write_particle_star_does_not_replace_a_file_unless_asked(tmp_path):
+    import pytest
+
+    from sklearn_kerdensom.io import write_particle_star
+
+    from .test_io import RELION31_STAR
+
+    table = read_particle_table(RELION31_STAR)
+    target = tmp_path / "mine.star"
+    target.write_text("a user's own file\n")
+    with pytest.raises(FileExistsError, match="already exists; nothing was written"):
+        write_particle_star(table, target)
+    assert target.read_text() == "a user's own file\n"
+    write_particle_star(table, target, overwrite=True)
+    assert len(read_particle_table(target).metadata) == 5
+
+
+def test_simulate_never_writes_into_an_existing_directory(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("a user's notes\n")
+    code, _, stderr = kerdensom("simulate", project, "--n-particles", "10")
+    assert code == 2 and "already exists" in stderr
+    assert [path.name for path in project.iterdir()] == ["notes.txt"]
+    assert (project / "notes.txt").read_text() == "a user's notes\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["project"]  # no staging directory left

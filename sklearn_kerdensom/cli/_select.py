@@ -25,9 +25,10 @@ def _select(args):
     temporary = Path(temporary)
     try:
         header = f"{SUBSET_MARKER} {__version__}: {' '.join(['kerdensom', *args.argv])}"
-        write_particle_star(subset, temporary, header=header)
+        write_particle_star(subset, temporary, header=header, overwrite=True)  # its own temporary file
         with _signals.deferred():
             if args.overwrite and args.out.exists():
+                _check_subset_target(args)  # again: what is there now must still be a subset it wrote
                 os.replace(temporary, args.out)
             else:
                 _rename_no_replace(temporary, args.out)

@@ -1,6 +1,8 @@
 """Subsets of a classified particle set: the particles of chosen classes, as a STAR file that RELION,
 cryoSPARC and this package read."""
 
+from pathlib import Path
+
 import numpy as np
 import starfile
 from sklearn.utils import Bunch
@@ -58,7 +60,7 @@ def select_classes(star_path, classes, *, image_root=None):
     )
 
 
-def write_particle_star(table, path, *, header=None):
+def write_particle_star(table, path, *, header=None, overwrite=False):
     """Write a particle table as a RELION STAR file whose image names resolve from where it is written.
 
     Parameters
@@ -66,10 +68,18 @@ def write_particle_star(table, path, *, header=None):
     table : :class:`~sklearn.utils.Bunch`
         As returned by :func:`read_particle_table` or :func:`select_classes`.
     path : path-like
-        The STAR file to write (it is overwritten if it exists: the caller decides whether it may be).
+        The STAR file to write.
     header : str, default=None
         A comment line written first (without the ``#``).
+    overwrite : bool, default=False
+        Replace ``path`` if it exists; otherwise an existing file is a FileExistsError, and nothing is
+        written.
     """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} already exists; nothing was written. Pass overwrite=True to replace it."
+        )
     metadata = relocate_image_names(table, path.parent)
     optics = _optics_from_attrs(metadata)
     if optics is not None:
