@@ -63,26 +63,37 @@ def test_select_in_a_relion_project_writes_project_relative_names(tmp_path):
     assert subset["rlnImageName"].str.endswith("@Extract/job007/Micrographs/mic001.mrcs").all()
 
 
-def test_select_refuses_what_it_must_not_do(tmp_path):
+def _select_in_process(capsys, *args):
+    """``kerdensom select`` run by ``main`` in this process (no interpreter start-up): (code, stderr)."""
+    from sklearn_kerdensom.cli import main
+
+    try:
+        code = main(["select", *map(str, args)])
+    except SystemExit as exit:  # argparse's usage errors
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+def test_select_refuses_what_it_must_not_do(tmp_path, capsys):
     run = _demo_run(tmp_path)
     for classes in ("three", "0", "5-3"):
-        code, _, stderr = kerdensom("select", run, "--classes", classes, "--out", tmp_path / "s.star")
+        code, stderr = _select_in_process(capsys, run, "--classes", classes, "--out", tmp_path / "s.star")
         assert code == 2 and "--classes" in stderr and not (tmp_path / "s.star").exists()
-    code, _, stderr = kerdensom("select", run, "--classes", "7", "--out", tmp_path / "s.star")
+    code, stderr = _select_in_process(capsys, run, "--classes", "7", "--out", tmp_path / "s.star")
     assert code == 1 and "--classes 7: the run" in stderr and "has 6 classes" in stderr
 
     foreign = tmp_path / "mine.star"
     foreign.write_text("a user's own file\n")
     for overwrite in ([], ["--overwrite"]):
-        code, _, stderr = kerdensom("select", run, "--classes", "1-6", "--out", foreign, *overwrite)
+        code, stderr = _select_in_process(capsys, run, "--classes", "1-6", "--out", foreign, *overwrite)
         assert code == 1 and foreign.read_text() == "a user's own file\n"
     assert "kerdensom did not write it" in stderr
 
     ours = tmp_path / "ours.star"
-    assert kerdensom("select", run, "--classes", "1-6", "--out", ours)[0] == 0
-    code, _, stderr = kerdensom("select", run, "--classes", "1-6", "--out", ours)
+    assert _select_in_process(capsys, run, "--classes", "1-6", "--out", ours)[0] == 0
+    code, stderr = _select_in_process(capsys, run, "--classes", "1-6", "--out", ours)
     assert code == 1 and "exists; nothing was written" in stderr
-    assert kerdensom("select", run, "--classes", "1-6", "--out", ours, "--overwrite")[0] == 0
+    assert _select_in_process(capsys, run, "--classes", "1-6", "--out", ours, "--overwrite")[0] == 0
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary left
 
 
