@@ -253,6 +253,14 @@ def flip_phases_into(images, parameters, pixel_size, rows, progress=None):
             progress(chunk.stop - chunk.start)
 
 
+def flagged_rows(table, label):
+    """The particles whose ``label`` column (an optics group's flag, such as ``rlnCtfDataArePhaseFlipped``)
+    is 1; none when the table has no such column."""
+    if label not in table:
+        return np.zeros(len(table), dtype=bool)
+    return _numbers(table[label], label) == 1
+
+
 def rows_to_flip(table):
     """Which particles of a table with CTF parameters still need phase flipping.
 
@@ -264,11 +272,7 @@ def rows_to_flip(table):
     -------
     rows : ndarray of shape (n_particles,), bool
     """
-    corrected = np.zeros(len(table), dtype=bool)
-    for label in (PHASE_FLIPPED_COLUMN, PREMULTIPLIED_COLUMN):
-        if label in table:
-            corrected |= _numbers(table[label], label) == 1
-    return ~corrected
+    return ~(flagged_rows(table, PHASE_FLIPPED_COLUMN) | flagged_rows(table, PREMULTIPLIED_COLUMN))
 
 
 def pixel_size_of(table):

@@ -13,6 +13,7 @@ from ..ctf import (
     PHASE_FLIPPED_COLUMN,
     PREMULTIPLIED_COLUMN,
     CTFParameters,
+    flagged_rows,
     has_ctf,
     missing_ctf_columns,
     pixel_size_of,
@@ -166,7 +167,7 @@ def _classify_particles(args, som, table, mask, staging):
     summary["averages"] = "mean"
     if has_ctf(particles.metadata):
         ctf = CTFParameters.from_table(particles.metadata)
-        flipped = particles.phase_flipped | _flagged(particles.metadata, PHASE_FLIPPED_COLUMN)
+        flipped = particles.phase_flipped | flagged_rows(particles.metadata, PHASE_FLIPPED_COLUMN)
         if pixel_size is not None and flipped.all():
             _wiener_averages(averager, images, ctf, pixel_size, summary)
         correlation = position_correlation(
@@ -185,13 +186,6 @@ def _classify_particles(args, som, table, mask, staging):
         metadata=relocate_image_names(table, args.out),
         pixel_size=pixel_size,
     )
-
-
-def _flagged(metadata, label):
-    """The particles whose ``label`` column (an optics group's flag) is 1; none without the column."""
-    if label not in metadata.columns:
-        return np.zeros(len(metadata), dtype=bool)
-    return metadata[label].to_numpy() == 1
 
 
 def _check_lowpass(args, pixel_size):
