@@ -12,9 +12,10 @@ Each set is simulated once (``random_state=0``) and fitted with 3 seeds (2 with 
 ``MaskVectorizer(circular_mask((64, 64), 26)) -> KerDenSOM(7, 7, random_state=seed, **rules)``
 pipeline, for two sets of rules:
 
-* ``default``: ``KerDenSOM()``'s defaults (the penalised likelihood, PCA start);
-* ``bending``: the defaults with ``smoothness="bending"``;
-* ``bending 1e4``: the same, annealed from ``reg_initial=1e4`` (a stronger first step);
+* ``default``: ``KerDenSOM()``'s defaults (the penalised likelihood, PCA start, bending smoothness
+  annealed 1e4 -> 50);
+* ``membrane``: the defaults with Xmipp's membrane smoothness and its 1000 -> 200 (the default of the
+  releases before bending);
 * ``reference``: the reference program's rules, ``objective="xmipp", init="random"``.
 
 Measures (mean over seeds; "path particles" are all particles of views and path, the path's in mixed):
@@ -69,10 +70,11 @@ MAP = (7, 7)
 MASK_RADIUS = 26
 RULES = {
     "default": {},
-    "bending": {"smoothness": "bending"},
-    "bending 1e4": {"smoothness": "bending", "reg_initial": 1e4},
+    "membrane": {"smoothness": "membrane"},
     "reference": {"objective": "xmipp", "init": "random"},
 }
+# Variants measured on request (--rules): fits in a principal subspace.
+VARIANTS = {f"subspace {n}": {"subspace_components": n} for n in (8, 16, 32, 64, 128)}
 MEASURES = (
     "layout",
     "continuity",
@@ -238,11 +240,11 @@ def at_least_as_good(name, value, reference):
 
 def print_table(title, results):
     print(f"\n{title}")
-    challengers = [rules for rules in RULES if rules != "reference"]
+    challengers = [rules for rules in results if rules != "reference"]
     rows = [
         [
             name,
-            *(results[rules][name] for rules in RULES),
+            *(results[rules][name] for rules in results),
             *(
                 at_least_as_good(name, results[rules][name], results["reference"][name])
                 for rules in challengers
@@ -250,14 +252,22 @@ def print_table(title, results):
         ]
         for name in MEASURES
     ]
-    headers = ["measure", *RULES, *(f"{rules} >= reference" for rules in challengers)]
-    _common.table(headers, rows, {index: ".3f" for index in range(1, len(RULES) + 1)})
+    headers = ["measure", *results, *(f"{rules} >= reference" for rules in challengers)]
+    _common.table(headers, rows, {index: ".3f" for index in range(1, len(results) + 1)})
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="600 particles, SNR 0.1, 2 seeds")
+    parser.add_argument(
+        "--rules",
+        nargs="+",
+        choices=[*RULES, *VARIANTS],
+        default=list(RULES),
+        help="the rules to measure (default: %(default)s); the reference rules are always measured",
+    )
     args = parser.parse_args()
+    rules = {name: {**RULES, **VARIANTS}[name] for name in [*args.rules, "reference"]}
     n_samples = 600 if args.quick else 2000
     snrs = (0.1,) if args.quick else (0.1, 0.05)
     seeds = range(2 if args.quick else 3)
@@ -269,15 +279,17 @@ def main():
     for set_name, snr in itertools.product(("views", "states", "path", "mixed"), snrs):
         data = make_set(set_name, n_samples, snr)
         key = f"{set_name}, SNR {snr}"
-        results[key] = {rules: evaluate(data, RULES[rules], seeds, mask) for rules in RULES}
+        results[key] = {name: evaluate(data, rules[name], seeds, mask) for name in rules}
         print_table(key, results[key])
     overall = {
-        rules: {name: float(np.nanmean([results[key][rules][name] for key in results])) for name in MEASURES}
-        for rules in RULES
+        rule: {name: float(np.nanmean([results[key][rule][name] for key in results])) for name in MEASURES}
+        for rule in rules
     }
     print_table("overall (mean over sets and SNRs)", overall)
     _common.write_json(
-        "bench_quality_quick" if args.quick else "bench_quality",
+        "bench_quality"
+        + ("_quick" if args.quick else "")
+        + ("" if rules.keys() == RULES.keys() else "_variants"),
         {
             "machine": info,
             "n_samples": n_samples,

@@ -24,6 +24,15 @@ def chunk_rows(n_features, n_nodes, copies_rows=True):
     return max(1, min(budget_rows, MAX_CHUNK_ROWS))
 
 
+# A pass is split into at least this many chunks, of at least MIN_CHUNK_ROWS rows, so that the threads
+# of a pass have chunks to share; the chunks do not depend on the number of threads, so neither do the
+# sums of a pass nor the fitted map.
+MIN_CHUNKS = 16
+MIN_CHUNK_ROWS = 256
+
+
 def sample_chunks(n_samples, n_features, n_nodes, copies_rows=True):
-    """Slices over the samples, :func:`chunk_rows` at a time."""
-    return gen_batches(n_samples, chunk_rows(n_features, n_nodes, copies_rows))
+    """Slices over the samples: :func:`chunk_rows` at a time, or fewer to make :data:`MIN_CHUNKS`."""
+    rows = chunk_rows(n_features, n_nodes, copies_rows)
+    rows = min(rows, max(MIN_CHUNK_ROWS, -(-n_samples // MIN_CHUNKS)))
+    return gen_batches(n_samples, rows)

@@ -160,7 +160,7 @@ def _check_magnitude(peak):
         )
 
 
-def feature_moments(X):
+def feature_moments(X, n_threads=1):
     """Per-feature mean, sample standard deviation (n - 1) divided by ``2**exponent``, and largest ``|x|``.
 
     Accumulated by chunks, the squares of values scaled by ``2**-exponent`` (the binary exponent of the
@@ -174,13 +174,13 @@ def feature_moments(X):
     exponent : int
     peak : float
     """
-    first = samples_of(X, None, np.float64, 1).reduce(_FirstMoments.of)
+    first = samples_of(X, None, np.float64, 1, n_threads=n_threads).reduce(_FirstMoments.of)
     exponent = _binary_exponent(float(first.peaks.max()))
     mean = first.sums / first.count
     peak = float(first.peaks.max())
     if first.count < 2:
         return mean, np.zeros_like(mean), exponent, peak
-    sums = samples_of(X, None, np.float64, 1).reduce(
+    sums = samples_of(X, None, np.float64, 1, n_threads=n_threads).reduce(
         lambda rows, terms: _scaled_centred_sums(rows, terms, mean, exponent)
     )
     centred_sum, sum_sq = np.split(sums, 2)
@@ -194,7 +194,7 @@ def _exponent_range(dtype):
     return np.finfo(dtype).maxexp // _EXPONENT_RANGE_FRACTION
 
 
-def fit_frame(X, standardize, compute_dtype=np.float64, centre_above=1.0):
+def fit_frame(X, standardize, compute_dtype=np.float64, centre_above=1.0, n_threads=1):
     """The internal frame for data ``X`` of shape (n_samples, n_features).
 
     Parameters
@@ -208,8 +208,10 @@ def fit_frame(X, standardize, compute_dtype=np.float64, centre_above=1.0):
         The data are centred on their mean when their mean squared offset exceeds this many times their
         variance (per feature, averaged over features; with ``standardize``, the offset of the constant
         features, which keep their raw values otherwise).
+    n_threads : int
+        Threads of its passes.
     """
-    mean, scaled_std, peak_exponent, peak = feature_moments(X)
+    mean, scaled_std, peak_exponent, peak = feature_moments(X, n_threads)
     if standardize:
         constant = scaled_std == 0
         variance = float(np.mean(~constant))

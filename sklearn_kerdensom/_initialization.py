@@ -32,7 +32,7 @@ def from_memberships(samples, memberships, storage_dtype):
     code_vectors : ndarray of shape (n_nodes, n_features), float64, internal coordinates
     sigma : float
     """
-    n_samples, n_features = samples.shape
+    n_samples, n_features = samples.shape[0], samples.n_features
     statistics = weighted_statistics(samples, memberships)
     empty = statistics.mass <= 0
     safe_mass = np.where(empty, 1.0, statistics.mass)
@@ -81,7 +81,7 @@ def pca_code_vectors(samples, n_columns, n_rows, topology, random_state):
 
 def width_from_nearest(samples, code_vectors, kernel, objective):
     """Width whose kernel variance is the mean squared distance to the nearest code vector per feature."""
-    n_samples, n_features = samples.shape
+    n_samples, n_features = samples.shape[0], samples.n_features
     _, min_sq_distances = nearest_nodes(samples, code_vectors)
     variance = float(np.sum(min_sq_distances)) / (n_samples * n_features)
     return sigma_from_kernel_variance(variance, n_features, kernel, objective)

@@ -151,13 +151,17 @@ class Statistics:
         return float(np.sum(self.weighted_sq_norms - 2.0 * cross + self.mass * centre_sq))
 
 
-def log_kernels(chunk, terms, centers, variance, kernel, df):
-    """Log kernel shapes (without constant) and squared distances of one chunk."""
+def log_kernels(chunk, terms, centers, variance, kernel, df, n_features=None):
+    """Log kernel shapes (without constant) and squared distances of one chunk.
+
+    ``n_features``: the dimension of the samples' space, if not the chunk's (a subspace fit's).
+    """
     sq_distances = squared_distances(chunk, centers, terms)
-    return log_kernel_shape(sq_distances, variance, chunk.shape[1], kernel, df), sq_distances
+    n_features = chunk.shape[1] if n_features is None else n_features
+    return log_kernel_shape(sq_distances, variance, n_features, kernel, df), sq_distances
 
 
-def chunk_statistics(chunk, terms, centers, variance, kernel, df, storage_dtype):
+def chunk_statistics(chunk, terms, centers, variance, kernel, df, storage_dtype, n_features=None):
     """E-step statistics of one chunk.
 
     The memberships are the posterior probabilities of the nodes (a log-space
@@ -167,7 +171,7 @@ def chunk_statistics(chunk, terms, centers, variance, kernel, df, storage_dtype)
     dtype for the weighted sums, while the weighted squared distance uses them
     unrounded, as Xmipp does.
     """
-    log_kernel, sq_distances = log_kernels(chunk, terms, centers, variance, kernel, df)
+    log_kernel, sq_distances = log_kernels(chunk, terms, centers, variance, kernel, df, n_features)
     memberships, log_normalizer = _softmax(log_kernel)
     weights = em_weights(memberships, sq_distances, variance, kernel, df)
     rounded = weights.astype(storage_dtype, copy=False).astype(chunk.dtype, copy=False)
@@ -190,7 +194,7 @@ def e_step(samples, centers, variance, kernel, df, storage_dtype):
     -------
     statistics : Statistics
     """
-    n_samples, n_features = samples.shape
+    n_samples, n_features = samples.shape[0], samples.n_features
     prepared = PreparedCenters.of(centers, samples.frame.centre, samples.dtype)
     statistics = samples.reduce(
         partial(
@@ -200,6 +204,7 @@ def e_step(samples, centers, variance, kernel, df, storage_dtype):
             kernel=kernel,
             df=df,
             storage_dtype=storage_dtype,
+            n_features=n_features,
         )
     )
     statistics.log_likelihood += n_samples * (

@@ -19,7 +19,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from ._blas import single_threaded_blas
+from ._blas import map_in_threads, single_threaded_blas
 from ._chunks import sample_chunks
 
 
@@ -69,18 +69,27 @@ class ChunkedSamples:
         Compute dtype of the chunks.
     n_nodes : int
         Sizes the chunks (see :func:`._chunks.sample_chunks`).
+    n_threads : int
+        Threads that run the chunks of a pass (:func:`._blas.map_in_threads`); the caller limits BLAS
+        to one thread each.
     """
 
-    def __init__(self, X, frame, dtype, n_nodes):
+    def __init__(self, X, frame, dtype, n_nodes, n_threads=1):
         self.X = X
         self.frame = frame
         self.dtype = np.dtype(dtype)
         self.n_nodes = n_nodes
+        self.n_threads = n_threads
         self.terms = None
 
     @property
     def shape(self):
         return self.X.shape
+
+    @property
+    def n_features(self):
+        """The dimension of the samples' space, which normalises the kernel (see :mod:`._subspace`)."""
+        return self.shape[1]
 
     def _copies_rows(self):
         """Whether a pass works on a float64 copy of each chunk: raw rows (the frame's own passes),
@@ -103,8 +112,9 @@ class ChunkedSamples:
         ``per_sample`` is an optional array of shape (n_samples, ...) whose rows
         go with their chunk.
         """
-        return _add(
-            _apply(
+
+        def chunk_result(rows):
+            return _apply(
                 function,
                 self.X[rows],
                 self.frame,
@@ -112,16 +122,19 @@ class ChunkedSamples:
                 None if self.terms is None else self.terms[rows],
                 None if per_sample is None else per_sample[rows],
             )
-            for rows in self._slices()
-        )
+
+        return _add(map_in_threads(chunk_result, self._slices(), self.n_threads))
 
     def map_rows(self, function, n_outputs=None):
         """``function(chunk, terms)`` of every chunk, stacked: float64 of shape (n_samples[, n_outputs])."""
         shape = (self.shape[0],) if n_outputs is None else (self.shape[0], n_outputs)
         result = np.empty(shape)
-        for rows in self._slices():
+
+        def fill_chunk(rows):
             terms = None if self.terms is None else self.terms[rows]
             result[rows] = _apply(function, self.X[rows], self.frame, self.dtype, terms)
+
+        map_in_threads(fill_chunk, self._slices(), self.n_threads)
         return result
 
     def take(self, indices):
@@ -253,7 +266,7 @@ def temporary_memmap(shape, dtype, prefix, directory=None):
         return np.memmap(scratch, dtype=dtype, mode="w+", shape=shape)
 
 
-def samples_of(X, frame, dtype, n_nodes, values_checked=False):
+def samples_of(X, frame, dtype, n_nodes, values_checked=False, n_threads=1):
     """The right :class:`ChunkedSamples` for ``X``.
 
     ``values_checked``: an earlier pass has read every value of ``X`` and found them finite, so the
@@ -263,4 +276,4 @@ def samples_of(X, frame, dtype, n_nodes, values_checked=False):
     """
     if is_dask_array(X):
         return DaskSamples(X, frame, dtype, n_nodes, values_checked)
-    return ChunkedSamples(X, frame, dtype, n_nodes)
+    return ChunkedSamples(X, frame, dtype, n_nodes, n_threads)

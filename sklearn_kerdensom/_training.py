@@ -48,7 +48,7 @@ class Problem:
 
     @property
     def n_features(self):
-        return self.samples.shape[1]
+        return self.samples.n_features
 
     def variance(self, sigma):
         return kernel_variance(sigma, self.n_features, self.kernel, self.objective)
@@ -208,3 +208,15 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tol, verbose=0):
                 f"elapsed={time.perf_counter() - start:.2f}s"
             )
     return code_vectors, sigma, traces
+
+
+def refine(problem, code_vectors, sigma, regularization):
+    """One exact EM iteration of ``problem`` from the given state: the code vectors and width it gives.
+
+    After a fit in a subspace it puts back the code vectors' detail outside the subspace; like every
+    EM iteration it does not increase the objective.
+    """
+    code_vectors, sigma = _likelihood_iteration(
+        problem, code_vectors, sigma, regularization, StepTrace(regularization)
+    )
+    return code_vectors, sigma

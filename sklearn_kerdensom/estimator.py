@@ -1,7 +1,7 @@
 """The KerDenSOM estimator: a kernel-density self-organizing map."""
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -14,6 +14,7 @@ from sklearn.base import (
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -35,6 +36,7 @@ from ._passes import (
     per_sample,
 )
 from ._samples import check_dask_samples, is_dask_array, samples_of
+from ._subspace import fit_subspace, reduce_samples
 from ._topology import (
     SMOOTHNESS_KINDS,
     TOPOLOGIES,
@@ -42,7 +44,7 @@ from ._topology import (
     node_positions,
     smoothness_matrix,
 )
-from ._training import Problem, anneal
+from ._training import Problem, anneal, refine
 
 # The kernel variance never drops below this fraction of the data's variance per
 # feature (their mean square when they have none), so duplicated or single
@@ -55,6 +57,10 @@ _MEMBERSHIP_SUM_TOL = 1e-4
 # _frame.py): for the likelihood whenever the offset exceeds the spread; for Xmipp's rules, which round in
 # raw coordinates, only where its float64 distances would lose their digits (offset > 8192 x spread).
 _CENTRE_ABOVE = {"likelihood": 1.0, "xmipp": 2.0**26}
+# smoothness="auto" and the regularization schedules of reg_initial=None, reg_final=None. The likelihood's
+# are the best of benchmarks/bench_quality.py's variants (README, "Map quality"); Xmipp's are its own.
+_AUTO_SMOOTHNESS = {"likelihood": "bending", "xmipp": "membrane"}
+_DEFAULT_REGULARIZATION = {"bending": (1e4, 50.0), "membrane": (1000.0, 200.0)}
 
 
 class _Count(Interval):
@@ -95,7 +101,8 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
     together they define a kernel density (an equal-weight mixture of isotropic
     kernels centred at the code vectors, with a common width). Fitting maximises
     the density's likelihood of the data penalised by the roughness of the map
-    (squared differences between neighbouring code vectors), lowering the
+    (by default its curvature; Xmipp's squared differences between neighbouring
+    code vectors with ``smoothness="membrane"``), lowering the
     penalty's weight by deterministic annealing, so that neighbouring nodes end
     up with similar code vectors.
 
@@ -108,22 +115,29 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         ``"rect"``: 4 neighbours. ``"hex"``: 6 neighbours, odd rows shifted right
         by half a node. Unlike Xmipp, whose hexagonal neighbours ignore the row
         parity, the hexagonal neighbourhood here is symmetric.
-    smoothness : {"membrane", "bending"}, default="membrane"
+    smoothness : {"auto", "membrane", "bending"}, default="auto"
         The roughness the regularization penalises. ``"membrane"`` (Xmipp's):
         squared differences between neighbouring code vectors, which pull the
-        whole map together. ``"bending"``: squared second differences along
-        the map's lines (as in elastic maps), zero for any flat, evenly
-        stretched map, so only the map's curvature is penalised; needs
-        ``objective="likelihood"``.
+        whole map together, so that the particles pile up on the border nodes.
+        ``"bending"``: squared second differences along the map's lines (as in
+        elastic maps), zero for any flat, evenly stretched map, so only the
+        map's curvature is penalised and the map uses its interior; needs
+        ``objective="likelihood"``. ``"auto"``: ``"bending"`` for
+        ``objective="likelihood"``, ``"membrane"`` for ``"xmipp"``. The chosen
+        kind is in ``smoothness_``.
     kernel : {"gaussian", "student_t"}, default="gaussian"
         Kernel of the density. ``"student_t"`` is the legacy Xmipp t-Student
         variant (heavier tails, robust to outliers).
     df : float, default=3.0
         Degrees of freedom of the Student-t kernel, > 0.
-    reg_initial, reg_final : float, default=1000.0 and 200.0
+    reg_initial, reg_final : float or None, default=None
         Smoothness regularization of the first and last annealing steps, >= 0;
         the schedule is geometric. ``reg_initial = reg_final = 0`` is kernel
-        c-means (one step without smoothness).
+        c-means (one step without smoothness). None takes the smoothness
+        kind's default: 1e4 and 50 for ``"bending"`` (chosen on
+        ``benchmarks/bench_quality.py``: a strong first step organizes the map
+        before the weaker ones let it spread), Xmipp's 1000 and 200 for
+        ``"membrane"``.
     annealing_steps : int, default=5
         Number of annealing steps. With 1, the only step uses ``reg_final``.
     objective : {"likelihood", "xmipp"}, default="likelihood"
@@ -138,6 +152,24 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         Maximum inner iterations per annealing step.
     tol : float, default=1e-7
         A step stops when the relative change of the width is <= ``tol``.
+    subspace_components : int or None, default=None
+        Fit in the principal subspace of this many dimensions (a randomized
+        PCA of up to 20 000 samples) instead of on every feature: every pass
+        costs ``subspace_components`` instead of ``n_features`` per sample and node.
+        Distances stay exact for code vectors in the subspace (each sample's
+        squared residual outside it is added to its distances), so the kernel
+        width and the objective are those of the full problem; one exact
+        iteration on every feature at the end puts back the code vectors'
+        detail outside the subspace. None fits on every feature. Needs
+        ``objective="likelihood"``.
+    n_jobs : int or None, default=None
+        Threads that run the chunks of every pass over the samples, each
+        chunk's matrix products on one BLAS thread (as scikit-learn's KMeans):
+        this holds up on a machine whose cores other work shares, where
+        BLAS's own threads wait for each other at every product. None: as
+        many as the CPUs this process may use (``OMP_NUM_THREADS`` and CPU
+        quotas respected, as for KMeans); -1 too; a negative ``n`` leaves
+        ``-n - 1`` CPUs free. Dask arrays run on Dask's own workers instead.
     init : {"pca", "random"} or array-like of shape (n_samples, n_nodes), default="pca"
         ``"pca"``: code vectors on a grid in the plane of the first two principal
         components. ``"random"``: random memberships (Xmipp). An array:
@@ -154,6 +186,8 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
     ----------
     cluster_centers_ : ndarray of shape (n_nodes, n_features)
         Code vectors in map order, in the units of ``X``.
+    smoothness_ : {"membrane", "bending"}
+        The smoothness kind of the fit (``smoothness`` with ``"auto"`` resolved).
     labels_ : ndarray of shape (n_samples,)
         ``predict(X)`` of the training data: the node of highest membership.
     sigma_ : float
@@ -199,15 +233,17 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         "n_columns": [_Count(1)],
         "n_rows": [_Count(1)],
         "topology": [StrOptions(set(TOPOLOGIES))],
-        "smoothness": [StrOptions(set(SMOOTHNESS_KINDS))],
+        "smoothness": [StrOptions({"auto", *SMOOTHNESS_KINDS})],
         "kernel": [StrOptions(set(KERNELS))],
         "df": [Interval(Real, 0, None, closed="neither")],
-        "reg_initial": [Interval(Real, 0, None, closed="left")],
-        "reg_final": [Interval(Real, 0, None, closed="left")],
+        "reg_initial": [Interval(Real, 0, None, closed="left"), None],
+        "reg_final": [Interval(Real, 0, None, closed="left"), None],
         "annealing_steps": [_Count(1)],
         "objective": [StrOptions(set(OBJECTIVES))],
         "max_iter": [_Count(1)],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "subspace_components": [_Count(1), None],
+        "n_jobs": [_Count(1), Interval(Integral, None, -1, closed="right"), None],
         "init": [StrOptions({"pca", "random"}), "array-like"],
         "standardize": ["boolean"],
         "random_state": ["random_state"],
@@ -220,15 +256,17 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         n_rows=7,
         *,
         topology="rect",
-        smoothness="membrane",
+        smoothness="auto",
         kernel="gaussian",
         df=3.0,
-        reg_initial=1000.0,
-        reg_final=200.0,
+        reg_initial=None,
+        reg_final=None,
         annealing_steps=5,
         objective="likelihood",
         max_iter=200,
         tol=1e-7,
+        subspace_components=None,
+        n_jobs=None,
         init="pca",
         standardize=False,
         random_state=None,
@@ -246,6 +284,8 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         self.objective = objective
         self.max_iter = max_iter
         self.tol = tol
+        self.subspace_components = subspace_components
+        self.n_jobs = n_jobs
         self.init = init
         self.standardize = standardize
         self.random_state = random_state
@@ -281,21 +321,23 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         self : KerDenSOM
         """
         X = self._validated_input(X, reset=True)
-        schedule = regularization_schedule(self.reg_initial, self.reg_final, self.annealing_steps)
+        smoothness, schedule = self._annealing_rules()
         random_state = check_random_state(self.random_state)
         dtype, storage_dtype = self._dtypes(self.objective, X.dtype)
         n_columns, n_rows = int(self.n_columns), int(self.n_rows)
         check_map_fits_in_memory(n_columns, n_rows)
-        self._check_smoothness_objective()
         # The frame's first pass reads every value and stops at NaN and infinities (a Dask array's blocks
         # are checked as they are read): the fit's hundreds of passes need not check them again.
-        frame = fit_frame(X, self.standardize, dtype, _CENTRE_ABOVE[self.objective])
-        samples = samples_of(X, frame, dtype, self.n_nodes, values_checked=True).cache_terms()
+        n_threads = self._n_threads()
+        frame = fit_frame(X, self.standardize, dtype, _CENTRE_ABOVE[self.objective], n_threads)
+        samples = samples_of(
+            X, frame, dtype, self.n_nodes, values_checked=True, n_threads=n_threads
+        ).cache_terms()
         n_features = X.shape[1]
         variance_floor = _RELATIVE_VARIANCE_FLOOR * frame.spread
         problem = Problem(
             samples=samples,
-            smoothness=smoothness_matrix(n_columns, n_rows, self.topology, self.smoothness),
+            smoothness=smoothness_matrix(n_columns, n_rows, self.topology, smoothness),
             kernel=self.kernel,
             df=float(self.df),
             objective=self.objective,
@@ -307,10 +349,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
                 self.objective,
             ),
         )
-        code_vectors, sigma = self._initialize(samples, random_state, storage_dtype)
-        code_vectors, sigma, traces = anneal(
-            problem, code_vectors, sigma, schedule, self.max_iter, self.tol, self.verbose
-        )
+        code_vectors, sigma, traces = self._anneal(problem, schedule, random_state)
 
         self._frame = frame
         self._internal_centers = code_vectors
@@ -323,6 +362,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             df=float(self.df),
             kernel_variance=problem.variance(sigma),
         )
+        self.smoothness_ = smoothness
         self.cluster_centers_ = frame.to_raw(code_vectors).astype(X.dtype)
         self.sigma_ = frame.variance_to_raw(float(sigma))
         self.annealing_history_ = [trace.summary(self.tol, frame, *X.shape) for trace in traces]
@@ -343,12 +383,47 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             )
         return self
 
-    def _check_smoothness_objective(self):
-        if self.smoothness != "membrane" and self.objective == "xmipp":
+    def _annealing_rules(self):
+        """The smoothness kind and the regularization schedule of a fit, ``"auto"`` and None resolved.
+
+        Raises ValueError for a schedule annealing cannot follow and for a smoothness kind the
+        objective has no rules for; the command line calls it before reading any data.
+        """
+        smoothness = self.smoothness
+        if smoothness == "auto":
+            smoothness = _AUTO_SMOOTHNESS[self.objective]
+        if smoothness != "membrane" and self.objective == "xmipp":
             raise ValueError(
-                f"smoothness={self.smoothness!r} needs objective='likelihood': Xmipp's rules use its "
+                f"smoothness={smoothness!r} needs objective='likelihood': Xmipp's rules use its "
                 "membrane penalty (their Gauss-Seidel sweeps need its diagonally dominant system)."
             )
+        if self.subspace_components is not None and self.objective == "xmipp":
+            raise ValueError(
+                f"subspace_components={self.subspace_components} needs objective='likelihood': Xmipp's "
+                "rules round and stop in the raw coordinates of every feature; use subspace_components=None."
+            )
+        default_initial, default_final = _DEFAULT_REGULARIZATION[smoothness]
+        schedule = regularization_schedule(
+            default_initial if self.reg_initial is None else self.reg_initial,
+            default_final if self.reg_final is None else self.reg_final,
+            self.annealing_steps,
+        )
+        return smoothness, schedule
+
+    def _anneal(self, problem, schedule, random_state):
+        """Initial state and annealing: on every feature, or in a principal subspace (``subspace_components``)
+        with one exact iteration on every feature at the end (see :mod:`._subspace`)."""
+        if self.subspace_components is None:
+            code_vectors, sigma = self._initialize(problem.samples, random_state, problem.storage_dtype)
+            return anneal(problem, code_vectors, sigma, schedule, self.max_iter, self.tol, self.verbose)
+        subspace = fit_subspace(problem.samples, int(self.subspace_components), random_state)
+        reduced = replace(problem, samples=reduce_samples(problem.samples, subspace))
+        coordinates, sigma = self._initialize(reduced.samples, random_state, problem.storage_dtype)
+        coordinates, sigma, traces = anneal(
+            reduced, coordinates, sigma, schedule, self.max_iter, self.tol, self.verbose
+        )
+        code_vectors, sigma = refine(problem, subspace.lift(coordinates), sigma, schedule[-1])
+        return code_vectors, sigma, traces
 
     def _initialize(self, samples, random_state, storage_dtype):
         """Initial code vectors (internal coordinates, float64) and width."""
@@ -407,7 +482,10 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         check_is_fitted(self)
         X = self._validated_input(X, reset=False)
         dtype, _ = self._dtypes(self._fitted.objective, X.dtype)
-        return samples_of(X, self._frame, dtype, self._fitted.n_nodes), X.dtype
+        return samples_of(X, self._frame, dtype, self._fitted.n_nodes, n_threads=self._n_threads()), X.dtype
+
+    def _n_threads(self):
+        return _openmp_effective_n_threads(self.n_jobs)
 
     def _kernel_parameters(self):
         fitted = self._fitted

@@ -21,9 +21,30 @@ def test_fitted_attributes(blobs):
     assert som.n_iter_ == sum(step["n_iter"] for step in som.annealing_history_)
     assert len(som.annealing_history_) == 5
     regularizations = [step["regularization"] for step in som.annealing_history_]
-    np.testing.assert_allclose(regularizations, np.geomspace(1000, 200, 5))
+    np.testing.assert_allclose(regularizations, np.geomspace(1e4, 50, 5))
+    assert som.smoothness_ == "bending"
     assert isinstance(som.converged_, bool)
     assert som.sigma_ > 0
+
+
+@pytest.mark.parametrize(
+    ("params", "smoothness", "first", "last"),
+    [
+        ({}, "bending", 1e4, 50),
+        ({"objective": "xmipp"}, "membrane", 1000, 200),
+        ({"smoothness": "membrane"}, "membrane", 1000, 200),
+        ({"smoothness": "bending", "reg_final": 20}, "bending", 1e4, 20),
+        ({"reg_initial": 300}, "bending", 300, 50),
+    ],
+)
+def test_auto_rules_resolve_by_objective_and_smoothness(blobs, params, smoothness, first, last):
+    som = KerDenSOM(2, 2, random_state=0, **params).fit(blobs)
+    assert som.smoothness_ == smoothness
+    regularizations = [step["regularization"] for step in som.annealing_history_]
+    np.testing.assert_allclose(regularizations, np.geomspace(first, last, 5))
+    # What the user gave stays as given (scikit-learn's clone and get_params rely on it).
+    assert som.get_params()["smoothness"] == params.get("smoothness", "auto")
+    assert som.get_params()["reg_final"] == params.get("reg_final")
 
 
 def test_predict_is_nearest_code_vector_and_highest_membership(blobs):
@@ -183,10 +204,10 @@ def test_a_capped_early_step_warns_and_is_recorded(blobs):
     # On main: only the last step was checked, so this fit said converged_ = True without a warning.
     from sklearn.exceptions import ConvergenceWarning
 
-    with pytest.warns(ConvergenceWarning, match=r"Annealing step 1 of 3 stopped at max_iter=6"):
-        som = KerDenSOM(3, 3, annealing_steps=3, max_iter=6, random_state=0).fit(blobs)
+    with pytest.warns(ConvergenceWarning, match=r"Annealing step 1 of 3 stopped at max_iter=20"):
+        som = KerDenSOM(3, 3, annealing_steps=3, max_iter=20, random_state=0).fit(blobs)
     assert [step["converged"] for step in som.annealing_history_] == [False, True, True]
-    assert som.annealing_history_[0]["n_iter"] == 6
+    assert som.annealing_history_[0]["n_iter"] == 20
     assert not som.converged_
 
 
@@ -208,3 +229,16 @@ def test_fit_progress_is_reported_to_a_context_callback_only():
     calls.clear()
     KerDenSOM(3, 2, annealing_steps=2, max_iter=5, random_state=0).fit(X)
     assert calls == []  # outside the block, nothing is reported
+
+
+def test_the_default_map_uses_its_interior_on_an_evenly_spread_data_set():
+    # A square of data in 20 dimensions: a map that covers it evenly has a particle in every node.
+    rng = np.random.default_rng(0)
+    latent = rng.uniform(-1, 1, size=(500, 2))
+    X = latent @ rng.normal(size=(2, 20)) + 0.05 * rng.normal(size=(500, 20))
+    counts = np.bincount(KerDenSOM(5, 5, random_state=0).fit(X).labels_, minlength=25).reshape(5, 5)
+    assert counts.min() > 0
+    # Xmipp's membrane pulls the sheet together and leaves interior nodes empty on the same data.
+    membrane = KerDenSOM(5, 5, smoothness="membrane", random_state=0).fit(X)
+    interior = np.bincount(membrane.labels_, minlength=25).reshape(5, 5)[1:-1, 1:-1]
+    assert (interior == 0).any()

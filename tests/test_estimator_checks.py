@@ -19,6 +19,7 @@ def expected_failures(estimator):
         KerDenSOM(4, 3, objective="xmipp", init="random", max_iter=50),
         KerDenSOM(3, 3, topology="hex", kernel="student_t", df=5.0, standardize=True),
         KerDenSOM(2, 2, reg_initial=0, reg_final=0),
+        KerDenSOM(3, 2, subspace_components=3, n_jobs=2),
     ],
     expected_failed_checks=expected_failures,
 )

@@ -97,6 +97,8 @@ _FLAGS = {
     "objective": "--objective",
     "df": "--df",
     "tol": "--tol",
+    "subspace_components": "--subspace",
+    "n_jobs": "--threads",
 }
 
 
@@ -108,29 +110,57 @@ def _in_flags(message):
 
 
 def _add_map_options(parser):
-    group = parser.add_argument_group("map (KerDenSOM parameters; defaults are Scipion's)")
+    group = parser.add_argument_group("map (KerDenSOM parameters)")
     group.add_argument("--columns", type=_positive_int, default=7, help="map width (default: 7)")
     group.add_argument("--rows", type=_positive_int, default=7, help="map height (default: 7)")
     group.add_argument("--topology", choices=["rect", "hex"], default="rect")
     group.add_argument(
         "--smoothness",
-        choices=["membrane", "bending"],
-        default="membrane",
-        help="roughness penalty: Xmipp's membrane (default) or bending (spreads the map; likelihood only)",
+        choices=["auto", "membrane", "bending"],
+        default="auto",
+        help="roughness penalty: bending (curvature; the map uses its interior; likelihood only) or "
+        "Xmipp's membrane (pulls the particles onto the map's border); auto (default): bending for "
+        "--objective likelihood, membrane for xmipp",
     )
     group.add_argument("--kernel", choices=["gaussian", "student_t"], default="gaussian")
     group.add_argument("--df", type=_positive, default=3.0, help="Student-t degrees of freedom (default: 3)")
     group.add_argument(
-        "--reg-initial", type=_non_negative, default=1000.0, help="first regularization (1000)"
+        "--reg-initial",
+        type=_non_negative,
+        help="first regularization (default: 10000 for bending, Xmipp's 1000 for membrane)",
     )
-    group.add_argument("--reg-final", type=_non_negative, default=200.0, help="last regularization (200)")
+    group.add_argument(
+        "--reg-final",
+        type=_non_negative,
+        help="last regularization (default: 50 for bending, Xmipp's 200 for membrane)",
+    )
     group.add_argument("--steps", type=_positive_int, default=5, help="annealing steps (default: 5)")
     group.add_argument("--objective", choices=["likelihood", "xmipp"], default="likelihood")
     group.add_argument("--max-iter", type=_positive_int, default=200, help="iterations per step (200)")
     group.add_argument("--tol", type=_non_negative, default=1e-7, help="kernel width tolerance (1e-7)")
     group.add_argument("--init", choices=["pca", "random"], default="pca")
+    group.add_argument(
+        "--subspace",
+        type=_positive_int,
+        metavar="K",
+        help="fit in the principal subspace of K dimensions, then one exact iteration on every pixel "
+        "(much faster; likelihood only)",
+    )
     group.add_argument("--standardize", action="store_true", help="z-score every pixel (Xmipp --norm)")
     group.add_argument("--seed", type=_integer, default=0, help="random seed (default: 0)")
+
+
+def _add_threads_option(parser):
+    parser.add_argument(
+        "--threads",
+        "--jobs",
+        dest="threads",
+        type=_n_jobs,
+        default=-1,
+        metavar="N",
+        help="threads that align the images and fit the map, each on one BLAS thread (default: -1, every "
+        "processor this process may use; fewer on a shared node; negative -n leaves n - 1 free)",
+    )
 
 
 def _add_output_options(parser):
@@ -206,13 +236,7 @@ def _parser():
         help="directory for temporary files that hold the aligned images and their masked vectors instead "
         "of memory (for particle sets larger than memory; deleted at the end)",
     )
-    classify.add_argument(
-        "--jobs",
-        type=_n_jobs,
-        default=-1,
-        metavar="N",
-        help="threads that align the images (default: -1, all processors)",
-    )
+    _add_threads_option(classify)
     _add_map_options(classify)
     _add_output_options(classify)
 
@@ -250,6 +274,7 @@ def _parser():
 
     demo = commands.add_parser("demo", help="classify the embedded demo set (simulated AdK particles)")
     demo.add_argument("--n-particles", type=_positive_int, default=1000, help="default: 1000")
+    _add_threads_option(demo)
     _add_map_options(demo)
     _add_output_options(demo)
     return parser

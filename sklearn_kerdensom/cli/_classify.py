@@ -146,7 +146,7 @@ def _classify_particles(args, som, table, mask, staging):
             align=not args.no_align,
             pixel_size=args.pixel_size,
             scratch_dir=args.scratch,
-            n_jobs=args.jobs,
+            n_jobs=args.threads,
             progress=progress,
         )
     read_s = time.perf_counter() - start

@@ -5,7 +5,6 @@ import warnings
 
 from sklearn.pipeline import make_pipeline
 
-from .._annealing import regularization_schedule
 from .._topology import check_map_fits_in_memory
 from ..averaging import ClassAverager
 from ..estimator import KerDenSOM
@@ -32,6 +31,8 @@ def _estimator(args):
         objective=args.objective,
         max_iter=args.max_iter,
         tol=args.tol,
+        subspace_components=args.subspace,
+        n_jobs=args.threads,
         init=args.init,
         standardize=args.standardize,
         random_state=args.seed,
@@ -39,9 +40,8 @@ def _estimator(args):
     )
     try:
         som._validate_params()
-        regularization_schedule(args.reg_initial, args.reg_final, args.steps)
+        som._annealing_rules()
         check_map_fits_in_memory(args.columns, args.rows)
-        som._check_smoothness_objective()
     except ValueError as error:
         raise UsageError(_in_flags(str(error))) from None
     return som

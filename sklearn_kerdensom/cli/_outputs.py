@@ -67,6 +67,7 @@ def _summary(averager, images, mask, args, pixel_size):
     return {
         "command": args.argv,
         "parameters": {k: v for k, v in fitted.get_params().items() if k != "init" or isinstance(v, str)},
+        "smoothness": fitted.smoothness_,
         "versions": _versions(),
         "n_particles": len(images),
         "image_shape": list(images.shape[1:]),

@@ -1,0 +1,121 @@
+"""Fitting in a principal subspace (``subspace_components``), and passes on several threads (``n_jobs``)."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from sklearn_kerdensom import KerDenSOM
+from sklearn_kerdensom._frame import fit_frame
+from sklearn_kerdensom._passes import e_step
+from sklearn_kerdensom._samples import samples_of
+from sklearn_kerdensom._subspace import fit_subspace, reduce_samples
+from sklearn_kerdensom._topology import smoothness_matrix
+from sklearn_kerdensom._training import Problem, StepTrace, _expectation, refine
+
+
+@pytest.fixture(scope="module")
+def low_rank():
+    """600 samples near a 3-dimensional subspace of 40 dimensions, float32, off the origin."""
+    rng = np.random.default_rng(0)
+    latent = rng.uniform(-1, 1, size=(600, 3))
+    X = 5.0 + latent @ rng.normal(size=(3, 40)) + 0.1 * rng.normal(size=(600, 40))
+    return X.astype(np.float32)
+
+
+def _samples(X):
+    frame = fit_frame(X, False, X.dtype)
+    return samples_of(X, frame, X.dtype, 12).cache_terms()
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "student_t"])
+def test_a_pass_in_the_subspace_is_the_full_pass_at_the_lifted_code_vectors(low_rank, kernel):
+    samples = _samples(low_rank)
+    subspace = fit_subspace(samples, 5, np.random.RandomState(0))
+    reduced = reduce_samples(samples, subspace)
+    assert reduced.shape == (600, 5) and reduced.n_features == 40
+    coordinates = np.random.default_rng(1).normal(size=(12, 5))
+    full = e_step(samples, subspace.lift(coordinates), 0.5, kernel, 3.0, np.float64)
+    small = e_step(reduced, coordinates, 0.5, kernel, 3.0, np.float64)
+    np.testing.assert_allclose(small.log_likelihood, full.log_likelihood, rtol=1e-6)
+    np.testing.assert_allclose(small.weighted_sq_distance, full.weighted_sq_distance, rtol=1e-5)
+    np.testing.assert_allclose(small.mass, full.mass, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        small.weighted_sq_distance_to(coordinates),
+        full.weighted_sq_distance_to(subspace.lift(coordinates)),
+        rtol=1e-5,
+    )
+
+
+def test_the_final_exact_iteration_does_not_increase_the_objective(low_rank):
+    samples = _samples(low_rank)
+    subspace = fit_subspace(samples, 2, np.random.RandomState(0))
+    problem = Problem(
+        samples=samples,
+        smoothness=smoothness_matrix(4, 3, "rect", "bending"),
+        kernel="gaussian",
+        df=3.0,
+        objective="likelihood",
+        storage_dtype=np.dtype(np.float64),
+        sigma_floor=1e-12,
+    )
+    lifted = subspace.lift(np.random.default_rng(2).normal(size=(12, 2)))
+    before, after = StepTrace(50.0), StepTrace(50.0)
+    _expectation(problem, lifted, 1.0, 50.0, before)
+    code_vectors, sigma = refine(problem, lifted, 1.0, 50.0)
+    _expectation(problem, code_vectors, sigma, 50.0, after)
+    assert after.objective[-1] < before.objective[-1]
+    # The refined code vectors leave the subspace: they take back the detail of the discarded dimensions.
+    outside = (code_vectors - subspace.centre) - (
+        code_vectors - subspace.centre
+    ) @ subspace.basis @ subspace.basis.T
+    assert np.abs(outside).max() > 1e-3
+
+
+def test_a_subspace_of_every_dimension_gives_the_full_fit(blobs):
+    full = KerDenSOM(3, 2, random_state=0).fit(blobs)
+    subspace = KerDenSOM(3, 2, subspace_components=blobs.shape[1], random_state=0).fit(blobs)
+    assert adjusted_rand_score(full.labels_, subspace.labels_) == 1.0
+    np.testing.assert_allclose(subspace.score(blobs), full.score(blobs), rtol=1e-6)
+    np.testing.assert_allclose(subspace.sigma_, full.sigma_, rtol=1e-5)
+
+
+def test_a_subspace_fit_returns_code_vectors_in_pixel_space(low_rank):
+    som = KerDenSOM(4, 3, subspace_components=3, random_state=0).fit(low_rank)
+    assert som.cluster_centers_.shape == (12, 40) and som.cluster_centers_.dtype == np.float32
+    np.testing.assert_array_equal(som.labels_, som.predict(low_rank))
+    # The map of the 3 dimensions that hold the signal keeps the full fit's likelihood.
+    full = KerDenSOM(4, 3, random_state=0).fit(low_rank)
+    assert abs(som.score(low_rank) - full.score(low_rank)) < 0.01 * abs(full.score(low_rank))
+
+
+@pytest.mark.parametrize("kind", ["memmap", "dask"])
+def test_a_subspace_fit_of_a_memory_map_or_dask_array_is_that_of_the_array(low_rank, kind, tmp_path):
+    if kind == "memmap":
+        X = np.memmap(tmp_path / "x.dat", dtype=low_rank.dtype, mode="w+", shape=low_rank.shape)
+        X[:] = low_rank
+    else:
+        da = pytest.importorskip("dask.array")
+        X = da.from_array(low_rank, chunks=(150, -1))
+    som = KerDenSOM(4, 3, subspace_components=3, random_state=0).fit(X)
+    reference = KerDenSOM(4, 3, subspace_components=3, random_state=0).fit(low_rank)
+    np.testing.assert_array_equal(som.labels_, reference.labels_)
+    np.testing.assert_allclose(som.cluster_centers_, reference.cluster_centers_, rtol=1e-4, atol=1e-4)
+
+
+def test_subspace_components_needs_the_likelihood(blobs):
+    with pytest.raises(ValueError, match="subspace_components=4 needs objective='likelihood'"):
+        KerDenSOM(2, 2, subspace_components=4, objective="xmipp").fit(blobs)
+
+
+def test_the_fit_does_not_depend_on_the_number_of_threads(low_rank):
+    fits = [KerDenSOM(4, 3, n_jobs=n_jobs, random_state=0).fit(low_rank) for n_jobs in (1, 2, 3)]
+    for som in fits[1:]:
+        np.testing.assert_array_equal(som.cluster_centers_, fits[0].cluster_centers_)
+        assert som.n_iter_ == fits[0].n_iter_
+    np.testing.assert_array_equal(fits[2].predict_proba(low_rank), fits[0].predict_proba(low_rank))
+
+
+@pytest.mark.parametrize("n_jobs", [0, 1.5, "2"])
+def test_impossible_n_jobs_is_refused(blobs, n_jobs):
+    with pytest.raises(ValueError, match="n_jobs"):
+        KerDenSOM(2, 2, n_jobs=n_jobs).fit(blobs)
