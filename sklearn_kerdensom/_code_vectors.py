@@ -6,7 +6,9 @@ For weights ``W`` the code vectors minimise
 
 * :func:`gauss_seidel_sweeps` is Xmipp's solver: in-place sweeps in node order,
   at most 100, stopped when the relative L1 change of a sweep is <= 1e-5.
-* :func:`solve_exactly` is a Cholesky solve of the same system.
+* :func:`solve_exactly` is a Cholesky solve of the same system: dense for small maps, and for maps of
+  more than :data:`._topology.DENSE_SOLVE_MAX_NODES` nodes banded (the smoothness couples nodes at most
+  two map rows apart), so that a 100 x 100 map costs time and memory in proportion to its nodes.
 
 A node whose row of the system is empty (no mass and no regularised
 neighbour, e.g. an empty node of kernel c-means) keeps its code vector; Xmipp
@@ -16,9 +18,11 @@ divides 0 by 0 there (reference §13.7).
 from itertools import pairwise
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, sparse
+from scipy.sparse import linalg as sparse_linalg
 
 from ._blas import single_threaded_blas
+from ._topology import DENSE_SOLVE_MAX_NODES
 
 GAUSS_SEIDEL_TOL = 1e-5
 GAUSS_SEIDEL_MAX_SWEEPS = 100
@@ -34,10 +38,10 @@ def roughness(code_vectors, smoothness):
 
 
 def _system(mass, weighted_sums, code_vectors, smoothness, regularization):
-    """System matrix and right-hand side, with empty rows made to keep their code vector."""
+    """Dense system matrix and right-hand side, with empty rows made to keep their code vector."""
     matrix = np.diag(mass)
     if regularization != 0:
-        matrix = matrix + regularization * smoothness
+        matrix = matrix + regularization * smoothness.toarray()
     rhs = weighted_sums.copy()
     empty = np.diag(matrix) <= _EMPTY_NODE_MASS
     if np.any(empty):
@@ -136,6 +140,8 @@ def solve_exactly(mass, weighted_sums, code_vectors, smoothness, regularization)
     -------
     code_vectors : ndarray of shape (n_nodes, n_features), float64
     """
+    if len(mass) > DENSE_SOLVE_MAX_NODES:
+        return _solve_banded(mass, weighted_sums, code_vectors, smoothness, regularization)
     matrix, rhs = _system(mass, weighted_sums, code_vectors, smoothness, regularization)
     with single_threaded_blas():
         try:
@@ -148,3 +154,29 @@ def solve_exactly(mass, weighted_sums, code_vectors, smoothness, regularization)
         except linalg.LinAlgError:
             # Only when masses underflow so far that the matrix is numerically singular.
             return linalg.lstsq(matrix, rhs)[0]
+
+
+def _solve_banded(mass, weighted_sums, code_vectors, smoothness, regularization):
+    """:func:`solve_exactly` for a large map: a banded Cholesky solve, no (n_nodes, n_nodes) array.
+
+    A node whose row is empty (no mass, no smoothness) gets a unit diagonal and keeps its code vector;
+    in a positive semi-definite system such a row has no coupling either, so the system stays symmetric.
+    """
+    matrix = (sparse.diags_array(mass) + regularization * smoothness).tocoo()
+    rhs = weighted_sums.copy()
+    diagonal = matrix.diagonal()
+    empty = diagonal <= _EMPTY_NODE_MASS
+    if np.any(empty):
+        matrix = (matrix + sparse.diags_array(empty.astype(np.float64))).tocoo()
+        rhs[empty] = code_vectors[empty]
+    upper = matrix.col >= matrix.row
+    rows, columns, values = matrix.row[upper], matrix.col[upper], matrix.data[upper]
+    bandwidth = int((columns - rows).max())
+    band = np.zeros((bandwidth + 1, len(mass)))
+    band[bandwidth + rows - columns, columns] = values
+    with single_threaded_blas():
+        try:
+            return linalg.cho_solve_banded((linalg.cholesky_banded(band), False), rhs)
+        except linalg.LinAlgError:
+            # Only when masses underflow so far that the matrix is numerically singular.
+            return np.column_stack([sparse_linalg.lsqr(matrix.tocsr(), column)[0] for column in rhs.T])

@@ -16,6 +16,7 @@ every row, which is only right for even rows and makes its operator asymmetric
 import os
 
 import numpy as np
+from scipy import sparse
 
 TOPOLOGIES = ("rect", "hex")
 
@@ -40,11 +41,11 @@ def node_positions(n_columns, n_rows, topology):
     return np.column_stack([x, rows.astype(np.float64)])
 
 
-def adjacency_matrix(n_columns, n_rows, topology):
-    """Symmetric 0/1 neighbour matrix of shape (n_nodes, n_nodes); off-map neighbours are dropped."""
-    n_nodes = n_columns * n_rows
-    adjacency = np.zeros((n_nodes, n_nodes))
-    for node in range(n_nodes):
+def neighbour_pairs(n_columns, n_rows, topology):
+    """Every pair of map neighbours once, as two index arrays ``first < second``; off-map neighbours are
+    dropped."""
+    pairs = []
+    for node in range(n_columns * n_rows):
         row, column = divmod(node, n_columns)
         if topology == "rect":
             offsets = _RECT_OFFSETS
@@ -54,8 +55,19 @@ def adjacency_matrix(n_columns, n_rows, topology):
             offsets = _HEX_ODD_ROW_OFFSETS
         for d_column, d_row in offsets:
             other_column, other_row = column + d_column, row + d_row
-            if 0 <= other_column < n_columns and 0 <= other_row < n_rows:
-                adjacency[node, other_row * n_columns + other_column] = 1.0
+            other = other_row * n_columns + other_column
+            if 0 <= other_column < n_columns and 0 <= other_row < n_rows and node < other:
+                pairs.append((node, other))
+    first, second = np.array(pairs, dtype=np.intp).reshape(-1, 2).T
+    return first, second
+
+
+def adjacency_matrix(n_columns, n_rows, topology):
+    """Symmetric 0/1 neighbour matrix of shape (n_nodes, n_nodes), dense (for the measures of a map)."""
+    n_nodes = n_columns * n_rows
+    adjacency = np.zeros((n_nodes, n_nodes))
+    first, second = neighbour_pairs(n_columns, n_rows, topology)
+    adjacency[first, second] = adjacency[second, first] = 1.0
     return adjacency
 
 
@@ -86,20 +98,20 @@ def _opposite_neighbours(column, row, n_columns, n_rows, topology):
 def bending_matrix(n_columns, n_rows, topology):
     """``D.T @ D / kappa``, ``D`` the second differences ``v_a - 2 v_c + v_b`` of every node ``c`` between
     two opposite neighbours ``a``, ``b`` (a straight line of the map: 2 directions on a rectangular map,
-    3 on a hexagonal one). Its roughness is 0 for any flat, evenly stretched map."""
-    rows = []
+    3 on a hexagonal one). Its roughness is 0 for any flat, evenly stretched map. Sparse (CSR)."""
+    entries = []
     for node in range(n_columns * n_rows):
         row, column = divmod(node, n_columns)
         for a, b in _opposite_neighbours(column, row, n_columns, n_rows, topology):
-            difference = np.zeros(n_columns * n_rows)
-            difference[[a, b]] = 1.0
-            difference[node] = -2.0
-            rows.append(difference)
-    kappa = neighbour_divisor(n_columns, n_rows, topology)
-    if not rows:
-        return np.zeros((n_columns * n_rows, n_columns * n_rows))
-    differences = np.array(rows)
-    return differences.T @ differences / kappa
+            entries.append((a, node, b))
+    n_nodes = n_columns * n_rows
+    if not entries:
+        return sparse.csr_array((n_nodes, n_nodes))
+    triples = np.array(entries, dtype=np.intp)
+    lines = np.repeat(np.arange(len(triples)), 3)
+    weights = np.tile([1.0, -2.0, 1.0], len(triples))
+    differences = sparse.csr_array((weights, (lines, triples.ravel())), shape=(len(triples), n_nodes))
+    return (differences.T @ differences / neighbour_divisor(n_columns, n_rows, topology)).tocsr()
 
 
 def smoothness_matrix(n_columns, n_rows, topology, kind="membrane"):
@@ -116,17 +128,30 @@ def smoothness_matrix(n_columns, n_rows, topology, kind="membrane"):
 
     Returns
     -------
-    smoothness : ndarray of shape (n_nodes, n_nodes)
+    smoothness : scipy.sparse.csr_array of shape (n_nodes, n_nodes)
+        Sparse, so that a 100 x 100 map holds a few entries per node rather than 10^8.
     """
     if kind == "bending":
         return bending_matrix(n_columns, n_rows, topology)
-    adjacency = adjacency_matrix(n_columns, n_rows, topology)
-    kappa = neighbour_divisor(n_columns, n_rows, topology)
-    return (np.diag(adjacency.sum(axis=1)) - adjacency) / kappa
+    n_nodes = n_columns * n_rows
+    first, second = neighbour_pairs(n_columns, n_rows, topology)
+    adjacency = sparse.csr_array(
+        (np.ones(2 * len(first)), (np.r_[first, second], np.r_[second, first])), shape=(n_nodes, n_nodes)
+    )
+    degree = sparse.diags_array(adjacency.sum(axis=1))
+    return ((degree - adjacency) / neighbour_divisor(n_columns, n_rows, topology)).tocsr()
 
 
-# A fit holds a few dense (n_nodes, n_nodes) float64 matrices at once: smoothness, system, inverse.
+# A fit holds a few node-sized float64 matrices at once: smoothness, system, its factor or inverse.
 _NODE_MATRICES = 3
+# Maps of more nodes than this solve their code-vector system as a band (see _code_vectors.py).
+DENSE_SOLVE_MAX_NODES = 400
+
+
+def half_bandwidth(n_columns, n_rows):
+    """Largest ``|a - b|`` of two nodes that a smoothness kind couples (second differences reach two
+    rows away in map order)."""
+    return min(2 * n_columns + 1, n_columns * n_rows - 1)
 
 
 def _physical_memory():
@@ -137,11 +162,16 @@ def _physical_memory():
         return None
 
 
-def check_map_fits_in_memory(n_columns, n_rows):
+def check_map_fits_in_memory(n_columns, n_rows, dense=True):
     """A ValueError, before any work, for a map whose node-by-node matrices exceed physical memory
-    (a 20000 x 20000 map would otherwise fail with a bare MemoryError, or swap)."""
+    (a 20000 x 20000 map would otherwise fail with a bare MemoryError, or swap).
+
+    ``dense``: whether the fit holds dense (n_nodes, n_nodes) matrices (Xmipp's Gauss-Seidel sweeps);
+    otherwise a large map's are bands of :func:`half_bandwidth`.
+    """
     n_nodes = int(n_columns) * int(n_rows)
-    needed = _NODE_MATRICES * 8 * n_nodes**2
+    width = n_nodes if dense or n_nodes <= DENSE_SOLVE_MAX_NODES else half_bandwidth(n_columns, n_rows) + 1
+    needed = _NODE_MATRICES * 8 * n_nodes * width
     available = _physical_memory()
     if available is not None and needed > available:
         raise ValueError(

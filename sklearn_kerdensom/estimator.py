@@ -325,7 +325,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         random_state = check_random_state(self.random_state)
         dtype, storage_dtype = self._dtypes(self.objective, X.dtype)
         n_columns, n_rows = int(self.n_columns), int(self.n_rows)
-        check_map_fits_in_memory(n_columns, n_rows)
+        check_map_fits_in_memory(n_columns, n_rows, dense=self.objective == "xmipp")
         # The frame's first pass reads every value and stops at NaN and infinities (a Dask array's blocks
         # are checked as they are read): the fit's hundreds of passes need not check them again.
         n_threads = self._n_threads()

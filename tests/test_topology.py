@@ -56,7 +56,7 @@ def test_hex_interior_node_has_six_neighbours():
 )
 def test_smoothness_matrix(n_columns, n_rows, topology, kappa):
     assert neighbour_divisor(n_columns, n_rows, topology) == kappa
-    smoothness = smoothness_matrix(n_columns, n_rows, topology)
+    smoothness = smoothness_matrix(n_columns, n_rows, topology).toarray()
     np.testing.assert_allclose(smoothness.sum(axis=1), 0.0, atol=1e-12)
     np.testing.assert_array_equal(smoothness, smoothness.T)
     assert np.linalg.eigvalsh(smoothness).min() > -1e-12
@@ -74,8 +74,8 @@ def test_smoothness_matrix(n_columns, n_rows, topology, kappa):
 def test_bending_leaves_flat_maps_free_and_penalises_curvature(n_columns, n_rows, topology):
     from sklearn_kerdensom._topology import smoothness_matrix
 
-    bending = smoothness_matrix(n_columns, n_rows, topology, "bending")
-    membrane = smoothness_matrix(n_columns, n_rows, topology)
+    bending = smoothness_matrix(n_columns, n_rows, topology, "bending").toarray()
+    membrane = smoothness_matrix(n_columns, n_rows, topology).toarray()
     flat = node_positions(n_columns, n_rows, topology) @ np.array([[2.0, -1.0, 0.5], [0.3, 1.0, 4.0]])
     assert np.allclose(bending, bending.T) and np.linalg.eigvalsh(bending).min() > -1e-12
     assert np.einsum("ij,ij->", bending @ flat, flat) == pytest.approx(0.0, abs=1e-9)
@@ -98,3 +98,41 @@ def test_bending_spreads_a_map_over_a_plane():
         counts[smoothness] = np.bincount(som.labels_, minlength=25)
     assert np.all(counts["bending"] > 0.5 * len(X) / 25)
     assert np.all(counts["membrane"][interior] == 0)
+
+
+@pytest.mark.parametrize("topology", ["rect", "hex"])
+@pytest.mark.parametrize("kind", ["membrane", "bending"])
+@pytest.mark.parametrize("regularization", [0.0, 30.0])
+def test_a_large_map_solves_its_band_as_the_dense_system(topology, kind, regularization):
+    from sklearn_kerdensom import _code_vectors
+
+    n_columns, n_rows = 21, 20  # past DENSE_SOLVE_MAX_NODES
+    smoothness = smoothness_matrix(n_columns, n_rows, topology, kind)
+    rng = np.random.default_rng(0)
+    n_nodes = n_columns * n_rows
+    mass = rng.uniform(0, 20, n_nodes)
+    mass[::9] = 0.0  # empty nodes: without regularization they keep their code vectors
+    weighted_sums, code_vectors = rng.normal(size=(2, n_nodes, 6))
+    banded = _code_vectors.solve_exactly(mass, weighted_sums, code_vectors, smoothness, regularization)
+    matrix, rhs = _code_vectors._system(mass, weighted_sums, code_vectors, smoothness, regularization)
+    np.testing.assert_allclose(banded, np.linalg.solve(matrix, rhs), rtol=1e-9, atol=1e-12)
+
+
+def test_a_100_x_100_map_fits_without_node_by_node_arrays():
+    import tracemalloc
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from sklearn_kerdensom import KerDenSOM
+
+    X = np.random.default_rng(0).normal(size=(300, 8))
+    tracemalloc.start()
+    try:
+        with pytest.warns(ConvergenceWarning):  # 2 iterations a step: only the memory matters here
+            som = KerDenSOM(100, 100, annealing_steps=2, max_iter=2, random_state=0).fit(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert som.cluster_centers_.shape == (10_000, 8)
+    # One dense (10 000, 10 000) float64 array alone would take 800 MB.
+    assert peak < 100 * 2**20

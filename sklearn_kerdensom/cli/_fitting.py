@@ -41,7 +41,7 @@ def _estimator(args):
     try:
         som._validate_params()
         som._annealing_rules()
-        check_map_fits_in_memory(args.columns, args.rows)
+        check_map_fits_in_memory(args.columns, args.rows, dense=args.objective == "xmipp")
     except ValueError as error:
         raise UsageError(_in_flags(str(error))) from None
     return som
