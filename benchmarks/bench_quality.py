@@ -13,7 +13,7 @@ Each set is simulated once (``random_state=0``) and fitted with 3 seeds (2 with 
 pipeline, for two sets of rules:
 
 * ``default``: ``KerDenSOM()``'s defaults (the penalised likelihood, PCA start, bending smoothness
-  annealed 1e4 -> 50);
+  annealed 1e4 -> 200);
 * ``membrane``: the defaults with Xmipp's membrane smoothness and its 1000 -> 200 (the default of the
   releases before bending);
 * ``reference``: the reference program's rules, ``objective="xmipp", init="random"``.

@@ -1,7 +1,7 @@
 """Model selection that means something: what each cross-validation score picks, against the ground truth.
 
 Data: ``make_adk_path`` and ``make_adk_mixed`` (bench_quality.py), 2000 particles of 64x64 at SNR 0.1 (600
-with --quick). Candidates: square maps of 4, 7 and 10 nodes a side, ``reg_final`` 5, 50 and 500 (the rest
+with --quick). Candidates: square maps of 4, 7 and 10 nodes a side, ``reg_final`` 20, 200 and 1000 (the rest
 default), in a ``MaskVectorizer -> KerDenSOM`` pipeline. Each candidate is scored by 3-fold cross-validation
 (the same folds for all) with:
 
@@ -37,7 +37,7 @@ from sklearn_kerdensom._topology import adjacency_matrix
 from sklearn_kerdensom.metrics import quantization_scorer, topographic_error, topographic_scorer
 
 SIDES = (4, 7, 10)
-REG_FINALS = (5.0, 50.0, 500.0)
+REG_FINALS = (20.0, 200.0, 1000.0)
 SCORERS = {
     "likelihood": lambda pipeline, images: pipeline.score(images),
     "quantization": quantization_scorer,

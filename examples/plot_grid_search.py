@@ -38,7 +38,7 @@ pipeline = make_pipeline(
 grid = {
     "kerdensom__n_columns": [2, 4] if small else [3, 5, 7],
     "kerdensom__n_rows": [2] if small else [3, 5],
-    "kerdensom__reg_final": [5.0, 50.0],
+    "kerdensom__reg_final": [20.0, 200.0],
 }
 scoring = {
     "likelihood": lambda estimator, images, y=None: estimator.score(images),

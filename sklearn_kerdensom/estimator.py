@@ -60,7 +60,7 @@ _CENTRE_ABOVE = {"likelihood": 1.0, "xmipp": 2.0**26}
 # smoothness="auto" and the regularization schedules of reg_initial=None, reg_final=None. The likelihood's
 # are the best of benchmarks/bench_quality.py's variants (README, "Map quality"); Xmipp's are its own.
 _AUTO_SMOOTHNESS = {"likelihood": "bending", "xmipp": "membrane"}
-_DEFAULT_REGULARIZATION = {"bending": (1e4, 50.0), "membrane": (1000.0, 200.0)}
+_DEFAULT_REGULARIZATION = {"bending": (1e4, 200.0), "membrane": (1000.0, 200.0)}
 
 
 class _Count(Interval):
@@ -134,10 +134,10 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         Smoothness regularization of the first and last annealing steps, >= 0;
         the schedule is geometric. ``reg_initial = reg_final = 0`` is kernel
         c-means (one step without smoothness). None takes the smoothness
-        kind's default: 1e4 and 50 for ``"bending"`` (chosen on
+        kind's default: 1e4 and 200 for ``"bending"`` (chosen on
         ``benchmarks/bench_quality.py``: a strong first step organizes the map
-        before the weaker ones let it spread), Xmipp's 1000 and 200 for
-        ``"membrane"``.
+        before the weaker ones let it spread; ending at 50 instead split the
+        states of one data set), Xmipp's 1000 and 200 for ``"membrane"``.
     annealing_steps : int, default=5
         Number of annealing steps. With 1, the only step uses ``reg_final``.
     objective : {"likelihood", "xmipp"}, default="likelihood"

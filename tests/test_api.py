@@ -21,7 +21,7 @@ def test_fitted_attributes(blobs):
     assert som.n_iter_ == sum(step["n_iter"] for step in som.annealing_history_)
     assert len(som.annealing_history_) == 5
     regularizations = [step["regularization"] for step in som.annealing_history_]
-    np.testing.assert_allclose(regularizations, np.geomspace(1e4, 50, 5))
+    np.testing.assert_allclose(regularizations, np.geomspace(1e4, 200, 5))
     assert som.smoothness_ == "bending"
     assert isinstance(som.converged_, bool)
     assert som.sigma_ > 0
@@ -30,11 +30,11 @@ def test_fitted_attributes(blobs):
 @pytest.mark.parametrize(
     ("params", "smoothness", "first", "last"),
     [
-        ({}, "bending", 1e4, 50),
+        ({}, "bending", 1e4, 200),
         ({"objective": "xmipp"}, "membrane", 1000, 200),
         ({"smoothness": "membrane"}, "membrane", 1000, 200),
         ({"smoothness": "bending", "reg_final": 20}, "bending", 1e4, 20),
-        ({"reg_initial": 300}, "bending", 300, 50),
+        ({"reg_initial": 300}, "bending", 300, 200),
     ],
 )
 def test_auto_rules_resolve_by_objective_and_smoothness(blobs, params, smoothness, first, last):

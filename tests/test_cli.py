@@ -161,7 +161,7 @@ def test_demo(tmp_path):
         (
             ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--reg-initial", "10"],
             2,
-            "--reg-initial=10.0 is smaller than --reg-final=50.0",
+            "--reg-initial=10.0 is smaller than --reg-final=200.0",
         ),
         (
             ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--reg-final", "0"],

@@ -132,7 +132,7 @@ def _add_map_options(parser):
     group.add_argument(
         "--reg-final",
         type=_non_negative,
-        help="last regularization (default: 50 for bending, Xmipp's 200 for membrane)",
+        help="last regularization (default: 200)",
     )
     group.add_argument("--steps", type=_positive_int, default=5, help="annealing steps (default: 5)")
     group.add_argument("--objective", choices=["likelihood", "xmipp"], default="likelihood")
