@@ -160,8 +160,12 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         squared residual outside it is added to its distances), so the kernel
         width and the objective are those of the full problem; one exact
         iteration on every feature at the end puts back the code vectors'
-        detail outside the subspace. None fits on every feature. Needs
-        ``objective="likelihood"``.
+        detail outside the subspace. The subspace depends on the data alone,
+        not on ``random_state``. Without the other dimensions' noise, the map
+        spreads wider than the full fit's (measured in
+        ``benchmarks/bench_quality.py``: more effective nodes, lower
+        continuity), so it is not the default. None fits on every feature.
+        Needs ``objective="likelihood"``.
     n_jobs : int or None, default=None
         Threads that run the chunks of every pass over the samples, each
         chunk's matrix products on one BLAS thread (as scikit-learn's KMeans):
@@ -416,7 +420,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         if self.subspace_components is None:
             code_vectors, sigma = self._initialize(problem.samples, random_state, problem.storage_dtype)
             return anneal(problem, code_vectors, sigma, schedule, self.max_iter, self.tol, self.verbose)
-        subspace = fit_subspace(problem.samples, int(self.subspace_components), random_state)
+        subspace = fit_subspace(problem.samples, int(self.subspace_components))
         reduced = replace(problem, samples=reduce_samples(problem.samples, subspace))
         coordinates, sigma = self._initialize(reduced.samples, random_state, problem.storage_dtype)
         coordinates, sigma, traces = anneal(

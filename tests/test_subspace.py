@@ -30,7 +30,7 @@ def _samples(X):
 @pytest.mark.parametrize("kernel", ["gaussian", "student_t"])
 def test_a_pass_in_the_subspace_is_the_full_pass_at_the_lifted_code_vectors(low_rank, kernel):
     samples = _samples(low_rank)
-    subspace = fit_subspace(samples, 5, np.random.RandomState(0))
+    subspace = fit_subspace(samples, 5)
     reduced = reduce_samples(samples, subspace)
     assert reduced.shape == (600, 5) and reduced.n_features == 40
     coordinates = np.random.default_rng(1).normal(size=(12, 5))
@@ -48,7 +48,7 @@ def test_a_pass_in_the_subspace_is_the_full_pass_at_the_lifted_code_vectors(low_
 
 def test_the_final_exact_iteration_does_not_increase_the_objective(low_rank):
     samples = _samples(low_rank)
-    subspace = fit_subspace(samples, 2, np.random.RandomState(0))
+    subspace = fit_subspace(samples, 2)
     problem = Problem(
         samples=samples,
         smoothness=smoothness_matrix(4, 3, "rect", "bending"),
