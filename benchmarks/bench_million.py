@@ -1,0 +1,118 @@
+"""A finished map of a million particles from a memory-mapped stack: time and memory.
+
+Writes a float32 MRC stack of N images of 64 x 64 (default 1 000 000 = 16.4 GB; ``_common.write_mrc_stack``:
+noisy copies of 8 images) to a temporary directory (``--dir``, default the system's), then in a child
+process fits ``KerDenSOM(7, 7, subspace_components=K)`` with every other parameter at its default, to
+convergence, on the memory-mapped stack (a flattened view of the map: nothing is copied into memory). The
+fit reads the stack in 6 passes (2 for the frame, the samples' norms, the subspace coordinates, the final
+exact iteration, the labels); every other iteration runs on the N x K coordinates in memory.
+
+Reports the fit's wall time and iterations, the peak anonymous memory of the process (``RssAnon`` sampled
+every 20 ms: pages of the mapped file are page cache, not memory the process holds) and ``VmHWM``, and
+writes ``results/bench_million[_quick].json``.
+
+    python benchmarks/bench_million.py                  # 1 000 000 images, needs ~16.4 GB of disk
+    python benchmarks/bench_million.py --quick          # 100 000 images
+    python benchmarks/bench_million.py --images 300000 --components 32
+"""
+
+import argparse
+import multiprocessing
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import _common
+
+SIZE = 64
+
+
+def _fit_child(path, components, queue):
+    """Runs in a fresh process: the fit, its time and its memory."""
+    import warnings
+
+    from sklearn_kerdensom import KerDenSOM
+    from sklearn_kerdensom.io import read_stack
+
+    stack = read_stack(path)
+    X = stack.reshape(len(stack), -1)  # a view of the memory map: nothing read yet
+    baseline = _common.proc_status_kib("RssAnon")
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _common.proc_status_kib("RssAnon"))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        som = KerDenSOM(7, 7, subspace_components=components, random_state=0).fit(X)
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    queue.put(
+        {
+            "seconds": seconds,
+            "n_iter": som.n_iter_,
+            "converged": som.converged_,
+            "warnings": [str(warning.message) for warning in caught],
+            "rss_anon_before_fit_mb": baseline / 1024,
+            "peak_rss_anon_mb": max(peak[0], _common.proc_status_kib("RssAnon")) / 1024,
+            "vm_hwm_mb": _common.proc_status_kib("VmHWM") / 1024,
+        }
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100 000 images")
+    parser.add_argument("--images", type=int, default=None)
+    parser.add_argument("--components", type=int, default=32)
+    parser.add_argument("--dir", default=None, help="where to write the temporary stack")
+    args = parser.parse_args()
+    n_images = args.images or (100_000 if args.quick else 1_000_000)
+    data_gb = n_images * SIZE * SIZE * 4 / 1e9
+    info = _common.machine_info()
+    _common.print_header(f"bench_million: {n_images} images of 64x64 ({data_gb:.1f} GB), memory-mapped", info)
+    with tempfile.TemporaryDirectory(prefix="kerdensom-million-", dir=args.dir) as directory:
+        path = Path(directory) / "stack.mrcs"
+        start = time.perf_counter()
+        _common.write_mrc_stack(path, n_images, SIZE)
+        write_seconds = time.perf_counter() - start
+        print(f"wrote the stack in {write_seconds:.0f} s", flush=True)
+        context = multiprocessing.get_context("spawn")
+        queue = context.Queue()
+        process = context.Process(target=_fit_child, args=(path, args.components, queue))
+        process.start()
+        result = queue.get()
+        process.join()
+    rows = [
+        ["images", n_images],
+        ["float32 data, GB", round(data_gb, 1)],
+        [f"fit seconds (subspace_components={args.components})", round(result["seconds"], 1)],
+        ["iterations", result["n_iter"]],
+        ["converged", result["converged"]],
+        ["peak RssAnon, MB", round(result["peak_rss_anon_mb"])],
+        ["  of which before the fit, MB", round(result["rss_anon_before_fit_mb"])],
+        ["VmHWM (includes mapped file pages), MB", round(result["vm_hwm_mb"])],
+    ]
+    _common.table(["", "value"], [[name, str(value)] for name, value in rows])
+    _common.write_json(
+        "bench_million_quick" if args.quick else "bench_million",
+        {
+            "machine": info,
+            "n_images": n_images,
+            "components": args.components,
+            "write_seconds": write_seconds,
+            "fit": result,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
