@@ -10,7 +10,10 @@ Maps are drawn as Xmipp and Scipion show the classes: node ``c`` at column
 coordinates are in node spacings: x grows to the right, y (the row) grows
 downwards. On a hexagonal map the odd rows are shifted half a node to the right
 and the rows sit ``sqrt(3) / 2`` apart, so that every node is one unit away from
-each of its six neighbours.
+each of its six neighbours. Every map carries the column indices along its top,
+the row indices along its left side, and the class number ``#<node + 1>``
+(``rlnClassNumber`` in the STAR files) in every cell, as the interactive report
+(:func:`explore`, ``report.html``) names them.
 """
 
 import numpy as np
@@ -26,6 +29,11 @@ _IMAGE_FILL = 0.95
 # Side of one map cell in the figure, in inches, when the functions make the figure themselves.
 _CELL_INCHES = 1.1
 _NORMALIZATIONS = ("each", "global")
+# Labels in cells: white on a dark box, readable on any image or colour.
+_LABEL_STYLE = {
+    "color": "white",
+    "bbox": {"boxstyle": "square,pad=0.15", "facecolor": "black", "alpha": 0.55, "linewidth": 0},
+}
 _CLASS_MAP_KINDS = {"averages": "Class averages", "representatives": "Representatives"}
 
 
@@ -69,13 +77,26 @@ def _cell_centres(node_positions, topology):
     return positions * np.array([1.0, _row_spacing(topology)])
 
 
-def _frame_map(ax, centres, half_width, half_height):
-    """Fit the axes around cells of the given half sizes: row 0 at the top, equal units, no ticks."""
+def _frame_map(ax, centres, half_width, half_height, row_spacing):
+    """Fit the axes around cells of the given half sizes, row 0 at the top, in equal units; the column
+    indices along the top and the row indices along the left side, without a frame."""
     ax.set_xlim(centres[:, 0].min() - half_width, centres[:, 0].max() + half_width)
     # Limits from large to small put row 0 at the top.
     ax.set_ylim(centres[:, 1].max() + half_height, centres[:, 1].min() - half_height)
     ax.set_aspect("equal")
-    ax.set_axis_off()
+    # Columns are numbered where the unshifted (even) rows have their nodes.
+    columns = np.unique(centres[:, 0])
+    columns = columns[columns == np.round(columns)]
+    rows = np.unique(centres[:, 1])
+    ax.set_xticks(columns, [str(round(column)) for column in columns])
+    ax.set_yticks(rows, [str(round(row / row_spacing)) for row in rows])
+    ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
+    ax.set_xlabel("column", fontsize="small")
+    ax.set_ylabel("row", fontsize="small")
+    ax.tick_params(length=0, labelsize="x-small")
+    for spine in ax.spines.values():
+        spine.set_visible(False)
 
 
 def _map_figsize(centres, *, n_panels=1, extra_width=0.0):
@@ -90,7 +111,8 @@ def _map_axes(ax, fig, centres, *, extra_width=0.0):
         return ax.figure, ax
     if fig is not None:
         return fig, fig.add_subplot()
-    return _pyplot().subplots(figsize=_map_figsize(centres, extra_width=extra_width))
+    # Constrained: the axis labels and the title stay inside the figure.
+    return _pyplot().subplots(figsize=_map_figsize(centres, extra_width=extra_width), layout="constrained")
 
 
 def _kerdensom(estimator):
@@ -128,8 +150,7 @@ def _label_cell(ax, centre, half_side, text, corner):
         ha="left",
         va="bottom" if lower else "top",
         fontsize="x-small",
-        color="white",
-        bbox={"boxstyle": "square,pad=0.15", "facecolor": "black", "alpha": 0.55, "linewidth": 0},
+        **_LABEL_STYLE,
     )
 
 
@@ -214,7 +235,7 @@ def plot_map(
         _label_cell(ax, centre, half_side, f"#{node + 1}", "upper")
         if counts is not None:
             _label_cell(ax, centre, half_side, f"n={int(counts[node])}", "lower")
-    _frame_map(ax, centres, 0.5, 0.5 * _row_spacing(topology))
+    _frame_map(ax, centres, 0.5, 0.5 * _row_spacing(topology), _row_spacing(topology))
     if title is not None:
         ax.set_title(title)
     return fig, ax
@@ -290,7 +311,9 @@ def _cell_outline(topology):
     return np.column_stack([np.cos(angles), np.sin(angles)]) / np.sqrt(3.0)
 
 
-def plot_node_values(values, node_positions, *, topology="rect", ax=None, cmap="viridis", label=None):
+def plot_node_values(
+    values, node_positions, *, topology="rect", ax=None, cmap="viridis", label=None, class_numbers=True
+):
     """Draw one value per map node as a heat map of map cells, with a colorbar.
 
     Parameters
@@ -305,6 +328,9 @@ def plot_node_values(values, node_positions, *, topology="rect", ax=None, cmap="
     cmap : str or matplotlib Colormap, default="viridis"
     label : str, default=None
         Colorbar label.
+    class_numbers : bool, default=True
+        Write the class number ``"#<node + 1>"`` (``rlnClassNumber`` in the STAR files) at the centre
+        of every cell.
 
     Returns
     -------
@@ -312,7 +338,8 @@ def plot_node_values(values, node_positions, *, topology="rect", ax=None, cmap="
     ax : matplotlib Axes
         Its first collection is a ``PolyCollection`` of one cell per node
         (squares, or hexagons on a hexagonal map), in map order;
-        ``collection.colorbar`` is its colorbar.
+        ``collection.colorbar`` is its colorbar. The class numbers are its
+        texts, in map order.
     """
     from matplotlib.collections import PolyCollection
 
@@ -327,7 +354,10 @@ def plot_node_values(values, node_positions, *, topology="rect", ax=None, cmap="
         linewidths=0.5,
     )
     ax.add_collection(cells)
-    _frame_map(ax, centres, outline[:, 0].max(), outline[:, 1].max())
+    _frame_map(ax, centres, outline[:, 0].max(), outline[:, 1].max(), _row_spacing(topology))
+    if class_numbers:
+        for node, centre in enumerate(centres):
+            ax.text(*centre, f"#{node + 1}", ha="center", va="center", fontsize="x-small", **_LABEL_STYLE)
     fig.colorbar(cells, ax=ax, label=label)
     return fig, ax
 
@@ -435,3 +465,43 @@ def plot_annealing_history(som, *, axes=None):
     axes[2].set_ylabel("iterations")
     _plot_objective_trace(axes[3], [np.ravel(step["objective_per_iteration"]) for step in history])
     return fig, axes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The interactive report.
+
+
+def explore(averager, images, **kwargs):
+    """The interactive report of a fitted map, which a notebook displays inline.
+
+    The map of class averages on its topology, switchable to the representatives and the U-matrix; a
+    class's size and distances to its neighbours on hover; its members (nearest to and farthest from its
+    code vector) on click; classes picked by shift-click turned into the ``kerdensom select`` command
+    that writes their particles; the run's parameters and annealing history. See
+    :mod:`sklearn_kerdensom.report`.
+
+    Parameters
+    ----------
+    averager : fitted ClassAverager
+        Of a KerDenSOM, or a Pipeline ending in one.
+    images : array-like of shape (n_images, height, width)
+        The images it was fitted on.
+    **kwargs
+        Passed to :func:`sklearn_kerdensom.report.map_report` (``n_nearest``, ``n_farthest``,
+        ``member_size``, ``run_directory``, ...).
+
+    Returns
+    -------
+    report : sklearn_kerdensom.report.MapReport
+        Shown inline by Jupyter (in a frame of its own, so that its script runs); ``report.save(path)``
+        writes it as a self-contained HTML file.
+
+    Examples
+    --------
+    In a notebook, the last expression of a cell::
+
+        explore(averager, images)
+    """
+    from .report import map_report
+
+    return map_report(averager, images, **kwargs)

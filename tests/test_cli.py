@@ -45,6 +45,7 @@ def assert_outputs(out, n_particles, n_classes, extra=()):
             "run_model.star",
             "run_data.star",
             "map.png",
+            "report.html",
             "summary.json",
             *extra,
         ]

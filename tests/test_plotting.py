@@ -22,9 +22,11 @@ from sklearn_kerdensom import (  # noqa: E402
     u_matrix,
 )
 from sklearn_kerdensom.plotting import (  # noqa: E402
+    explore,
     plot_annealing_history,
     plot_class_map,
     plot_map,
+    plot_node_values,
     plot_u_matrix,
 )
 
@@ -78,7 +80,7 @@ def test_plot_map_draws_every_node_at_its_grid_position(averager):
     np.testing.assert_allclose(_image_centres(ax), expected)
     bottom, top = ax.get_ylim()
     assert bottom > top, "row 0 must be at the top"
-    assert not ax.axison
+    assert not any(spine.get_visible() for spine in ax.spines.values())
     assert ax.get_aspect() == 1.0
 
 
@@ -299,6 +301,49 @@ def test_every_cell_carries_its_class_number():
     # Each number sits at the top left of its own cell (row 0 at the top).
     for text, (x, y) in zip(numbers, positions, strict=True):
         assert text.get_position()[0] < x and text.get_position()[1] < y
+
+
+def _tick_labels(axis):
+    """(position, text) of every tick of an axis."""
+    ticks = zip(axis.get_ticklocs(), axis.get_ticklabels(), strict=True)
+    return [(float(position), label.get_text()) for position, label in ticks]
+
+
+@pytest.mark.parametrize("draw", ["class_map", "u_matrix"])
+def test_maps_number_their_columns_and_rows(averager, draw):
+    # As the report's axes and class numbers: column indices along the top, row indices down the left.
+    topology = _topology(averager)
+    if draw == "class_map":
+        _, (ax,) = plot_class_map(averager)
+    else:
+        _, ax = plot_u_matrix(averager)
+    columns = _tick_labels(ax.xaxis)
+    assert columns == [(float(column), str(column)) for column in range(N_COLUMNS)]
+    rows = _tick_labels(ax.yaxis)
+    assert [label for _, label in rows] == [str(row) for row in range(N_ROWS)]
+    np.testing.assert_allclose([tick for tick, _ in rows], np.arange(N_ROWS) * ROW_SPACING[topology])
+    assert ax.xaxis.get_ticks_position() == "top"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("column", "row")
+
+
+def test_the_u_matrix_carries_the_class_numbers(averager):
+    _, ax = plot_u_matrix(averager)
+    numbers = [text for text in ax.texts if text.get_text().startswith("#")]
+    assert [text.get_text() for text in numbers] == [f"#{node + 1}" for node in range(N_NODES)]
+    expected = averager.node_positions_ * [1.0, ROW_SPACING[_topology(averager)]]
+    np.testing.assert_allclose([text.get_position() for text in numbers], expected)
+    positions = np.column_stack([np.arange(3.0), np.zeros(3)])
+    _, ax = plot_node_values([1.0, 2.0, 3.0], positions, class_numbers=False)
+    assert len(ax.texts) == 0
+
+
+def test_explore_returns_the_interactive_report(averager, images):
+    from sklearn_kerdensom.report import MapReport
+
+    report = explore(averager, images, n_nearest=2, n_farthest=2)
+    assert isinstance(report, MapReport)
+    assert report.html.count('class="tile') == N_NODES
+    assert report._repr_html_().startswith("<iframe ")
 
 
 def test_large_images_in_small_tiles_do_not_alias():

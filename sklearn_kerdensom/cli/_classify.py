@@ -179,6 +179,7 @@ def _classify_particles(args, som, table, mask, staging):
             _say(args, f"defocus vs map position: R = {correlation:.2f}")
     return _write_outputs(
         averager,
+        images,
         summary,
         args,
         staging,

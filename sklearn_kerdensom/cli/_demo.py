@@ -42,7 +42,14 @@ def _run_demo(args, som, staging):
     figures = {"path.png": lambda: _plot_path_coordinate(averager, data)}
     metadata = _write_demo_particles(data, staging, args.out)
     return _write_outputs(
-        averager, summary, args, staging, metadata=metadata, pixel_size=data.pixel_size, figures=figures
+        averager,
+        data.images,
+        summary,
+        args,
+        staging,
+        metadata=metadata,
+        pixel_size=data.pixel_size,
+        figures=figures,
     )
 
 

@@ -1,5 +1,5 @@
 """The outputs of a run: its output directory, staged and published (:mod:`._output_directory`), and
-what it writes there, ``summary.json`` last.
+what it writes there (class stacks and STAR files, figures, ``report.html``), ``summary.json`` last.
 """
 
 import json
@@ -14,6 +14,10 @@ import numpy as np
 from .. import __version__, _signals
 from .._output_directory import MANIFEST_KEY, SUMMARY, OutputDirectory, OutputRefused, manifest_entries
 from ._arguments import UsageError
+
+# The interactive report (sklearn_kerdensom.report), written beside the other outputs. Like every file of
+# the staging directory it is listed in summary.json's manifest, so --overwrite may replace it.
+REPORT = "report.html"
 
 
 def _wiener_averages(averager, images, ctf, pixel_size, summary):
@@ -95,13 +99,15 @@ def _json_value(value):
     return value
 
 
-def _write_outputs(averager, summary, args, staging, *, metadata=None, pixel_size=None, figures=None):
+def _write_outputs(averager, images, summary, args, staging, *, metadata=None, pixel_size=None, figures=None):
     """Write every output into the staging directory, ``summary.json`` (with the manifest) last.
 
+    ``images`` are those the map was fitted on (for the report's galleries of class members).
     ``figures`` maps extra PNG file names to functions that draw them (returning ``(fig, ax)``).
     """
     from ..io import write_class_averager
     from ..plotting import plot_class_map
+    from ..report import write_report
 
     figures = {"map.png": lambda: plot_class_map(averager, kind="both"), **(figures or {})}
     start = time.perf_counter()
@@ -109,6 +115,17 @@ def _write_outputs(averager, summary, args, staging, *, metadata=None, pixel_siz
     for name, draw in figures.items():
         figure, _ = draw()
         figure.savefig(staging / name, dpi=120)
+    report_start = time.perf_counter()
+    # The report shows the summary as it stands: the timings of everything but the writing.
+    write_report(
+        averager,
+        images,
+        staging / REPORT,
+        summary=_json_value(summary),
+        run_directory=args.out,
+        title=f"KerDenSOM map: {args.out.name}",
+    )
+    summary["timings"]["report_s"] = time.perf_counter() - report_start
     summary["timings"]["write_s"] = time.perf_counter() - start
     summary.update(manifest_entries(staging))
     text = json.dumps(_json_value(summary), indent=2, allow_nan=False)

@@ -17,6 +17,12 @@ _NO_FILTER = 0
 _PAETH_FILTER = 4
 
 
+def binning_factor(shape, max_size):
+    """The smallest whole factor that bins an image of ``shape`` (height, width) to at most ``max_size``
+    pixels a side."""
+    return max(1, math.ceil(max(shape) / max_size))
+
+
 def binned_to(images, max_size):
     """Images shrunk by the smallest whole factor that makes them at most ``max_size`` pixels a side.
 
@@ -35,7 +41,7 @@ def binned_to(images, max_size):
     """
     images = np.asarray(images, dtype=np.float64)
     n_images, height, width = images.shape
-    factor = max(1, math.ceil(max(height, width) / max_size))
+    factor = binning_factor((height, width), max_size)
     if factor == 1:
         return images
     height, width = height // factor, width // factor
@@ -114,9 +120,7 @@ def png_bytes(grey):
     header = struct.pack(">IIBBBBB", width, height, 8, _GREYSCALE, 0, 0, 0)
     # The Paeth filter shrinks smooth images (averages, representatives) and grows pure noise (a single
     # particle) by ~5 %: each image keeps the smaller.
-    pixels = min(
-        (zlib.compress(rows(grey).tobytes(), 9) for rows in (_paeth_filtered, _unfiltered)), key=len
-    )
+    pixels = min((zlib.compress(rows(grey).tobytes(), 9) for rows in (_paeth_filtered, _unfiltered)), key=len)
     return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", pixels) + _chunk(b"IEND", b"")
 
 
