@@ -1,4 +1,4 @@
-"""A full KerDenSOM fit with Scipion's defaults: wall time, iterations and peak resident memory.
+"""A full KerDenSOM fit with the default parameters: wall time, iterations and peak resident memory.
 
 Data: ``make_adk_path(20000, snr=0.1, random_state=0)`` (64x64 simulated AdK
 particles), vectorized WITHOUT a mask: X of shape (20000, 4096) float32,
@@ -11,7 +11,7 @@ VmHWM of /proc/self/status):
 * ``imports``: the interpreter with numpy, scipy, scikit-learn and the package;
 * ``data``: the same plus ``np.load`` of X (the baseline of the fit);
 * ``fit``: the same plus ``KerDenSOM(7, 7, random_state=0).fit(X)`` (likelihood,
-  pca init, 5 annealing steps 1000 -> 200, max_iter=200, tol=1e-7), with a
+  pca init, bending smoothness, 5 annealing steps 1e4 -> 200, max_iter=200, tol=1e-7), with a
   10 ms VmRSS sampler telling in which phase of fit the peak happens;
 * short diagnostic fits (``max_iter=3``, one annealing step, ``tol=0``: memory
   does not depend on the number of iterations) with exact per-phase peaks

@@ -31,7 +31,7 @@ print(f"{len(data.images)} particles of {size} x {size} px")
 # Mask, map and averages in one estimator.
 pipeline = make_pipeline(
     MaskVectorizer(circular_mask((size, size), 0.4 * size)),
-    KerDenSOM(n_columns=7, n_rows=7, random_state=0),  # Scipion's defaults
+    KerDenSOM(n_columns=7, n_rows=7, random_state=0),  # the defaults: bending, 1e4 -> 200
 )
 averager = ClassAverager(pipeline).fit(data.images)
 som = averager.estimator_[-1]

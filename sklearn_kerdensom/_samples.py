@@ -134,7 +134,8 @@ class ChunkedSamples:
             terms = None if self.terms is None else self.terms[rows]
             result[rows] = _apply(function, self.X[rows], self.frame, self.dtype, terms)
 
-        map_in_threads(fill_chunk, self._slices(), self.n_threads)
+        for _ in map_in_threads(fill_chunk, self._slices(), self.n_threads):
+            pass
         return result
 
     def take(self, indices):

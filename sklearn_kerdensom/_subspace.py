@@ -107,13 +107,15 @@ def fit_subspace(samples, n_components):
     subsample = samples.frame.to_internal(samples.take(rows), samples.dtype)
     n_components = min(n_components, *subsample.shape)
     pca = PCA(n_components, svd_solver="randomized", random_state=random_state).fit(subsample)
-    return Subspace(
-        centre=samples.frame.centre.astype(np.float64), basis=pca.components_.T.astype(np.float64)
-    )
+    # A float32 PCA's components are orthonormal to ~1e-6 only: orthonormalised in float64, the residuals
+    # are exact to float64 rounding.
+    basis, _ = np.linalg.qr(pca.components_.T.astype(np.float64))
+    return Subspace(centre=samples.frame.centre.astype(np.float64), basis=basis)
 
 
-def reduce_samples(samples, subspace):
-    """:class:`ReducedSamples` of ``samples`` in ``subspace``: one pass over the samples."""
+def reduce_samples(samples, subspace, n_threads):
+    """:class:`ReducedSamples` of ``samples`` in ``subspace``: one pass over the samples (for a Dask array,
+    on its workers), whose result is held in memory and fitted on ``n_threads`` local threads."""
     rows = np.asarray(samples.map_rows(subspace.coordinate_rows, subspace.n_components + 1))
     return ReducedSamples(
         rows[:, :-1],
@@ -122,5 +124,5 @@ def reduce_samples(samples, subspace):
         samples.frame,
         samples.dtype,
         samples.n_nodes,
-        samples.n_threads,
+        n_threads,
     )

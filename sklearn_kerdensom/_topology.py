@@ -98,7 +98,13 @@ def _opposite_neighbours(column, row, n_columns, n_rows, topology):
 def bending_matrix(n_columns, n_rows, topology):
     """``D.T @ D / kappa``, ``D`` the second differences ``v_a - 2 v_c + v_b`` of every node ``c`` between
     two opposite neighbours ``a``, ``b`` (a straight line of the map: 2 directions on a rectangular map,
-    3 on a hexagonal one). Its roughness is 0 for any flat, evenly stretched map. Sparse (CSR)."""
+    3 on a hexagonal one). Its roughness is 0 for any flat, evenly stretched map. Sparse (CSR).
+
+    A map of one row or column is a chain whatever its topology (a hexagonal column zig-zags, so it has
+    no straight line of three nodes): its second differences are along the chain.
+    """
+    if n_columns == 1 or n_rows == 1:
+        topology = "rect"
     entries = []
     for node in range(n_columns * n_rows):
         row, column = divmod(node, n_columns)

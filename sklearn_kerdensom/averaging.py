@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context, clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted
 
@@ -56,7 +57,9 @@ def class_averages(images, labels, n_classes=None):
     n_classes = int(labels.max()) + 1 if n_classes is None else int(n_classes)
     if labels.min() < 0 or labels.max() >= n_classes:
         raise ValueError(f"labels must be in 0 .. {n_classes - 1}; got {labels.min()} .. {labels.max()}.")
-    flat = samples_of(images.reshape(len(images), -1), None, np.float64, n_classes)
+    flat = samples_of(
+        images.reshape(len(images), -1), None, np.float64, n_classes, n_threads=_openmp_effective_n_threads()
+    )
     sums = flat.reduce(partial(_class_sums, n_classes=n_classes), per_sample=labels)
     counts = sums[:, -1].astype(np.intp)
     averages = sums[:, :-1] / np.maximum(counts, 1)[:, None]

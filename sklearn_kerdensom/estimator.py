@@ -160,9 +160,12 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         squared residual outside it is added to its distances), so the kernel
         width and the objective are those of the full problem; one exact
         iteration on every feature at the end puts back the code vectors'
-        detail outside the subspace. The subspace depends on the data alone,
-        not on ``random_state``. Without the other dimensions' noise, the map
-        spreads wider than the full fit's (measured in
+        detail outside the subspace (``sigma_`` is after it; ``n_iter_`` and
+        ``annealing_history_`` describe the subspace fit). The subspace
+        depends on the data alone, not on ``random_state``. A Dask array's
+        coordinates are computed on its workers and fitted in memory.
+        Without the other dimensions' noise, the map spreads wider than the
+        full fit's (measured in
         ``benchmarks/bench_quality.py``: more effective nodes, lower
         continuity), so it is not the default. None fits on every feature.
         Needs ``objective="likelihood"``.
@@ -404,14 +407,30 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         if self.subspace_components is not None and self.objective == "xmipp":
             raise ValueError(
                 f"subspace_components={self.subspace_components} needs objective='likelihood': Xmipp's "
-                "rules round and stop in the raw coordinates of every feature; use subspace_components=None."
+                "rules round and stop in the raw coordinates of every feature; leave subspace_components "
+                "unset."
             )
         default_initial, default_final = _DEFAULT_REGULARIZATION[smoothness]
-        schedule = regularization_schedule(
-            default_initial if self.reg_initial is None else self.reg_initial,
-            default_final if self.reg_final is None else self.reg_final,
-            self.annealing_steps,
-        )
+        try:
+            schedule = regularization_schedule(
+                default_initial if self.reg_initial is None else self.reg_initial,
+                default_final if self.reg_final is None else self.reg_final,
+                self.annealing_steps,
+            )
+        except ValueError as error:
+            defaults = [
+                f"{name}={value}"
+                for name, value, given in (
+                    ("reg_initial", default_initial, self.reg_initial),
+                    ("reg_final", default_final, self.reg_final),
+                )
+                if given is None
+            ]
+            if not defaults:
+                raise
+            raise ValueError(
+                f"{error} ({' and '.join(defaults)}: the default for smoothness={smoothness!r})"
+            ) from None
         return smoothness, schedule
 
     def _anneal(self, problem, schedule, random_state):
@@ -421,7 +440,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             code_vectors, sigma = self._initialize(problem.samples, random_state, problem.storage_dtype)
             return anneal(problem, code_vectors, sigma, schedule, self.max_iter, self.tol, self.verbose)
         subspace = fit_subspace(problem.samples, int(self.subspace_components))
-        reduced = replace(problem, samples=reduce_samples(problem.samples, subspace))
+        reduced = replace(problem, samples=reduce_samples(problem.samples, subspace, self._n_threads()))
         coordinates, sigma = self._initialize(reduced.samples, random_state, problem.storage_dtype)
         coordinates, sigma, traces = anneal(
             reduced, coordinates, sigma, schedule, self.max_iter, self.tol, self.verbose

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ._passes import per_sample, sq_distance_rows
-from ._topology import adjacency_matrix
+from ._topology import neighbour_pairs
 
 
 def _distances_to_centers(som, X):
@@ -55,9 +55,11 @@ def topographic_error(som, X):
     if fitted.n_nodes < 2:
         return 0.0
     sq_distances = _distances_to_centers(som, X)
-    nearest_two = np.argsort(sq_distances, axis=1)[:, :2]
-    adjacency = adjacency_matrix(fitted.n_columns, fitted.n_rows, fitted.topology)
-    neighbours = adjacency[nearest_two[:, 0], nearest_two[:, 1]] > 0
+    nearest_two = np.sort(np.argpartition(sq_distances, 1, axis=1)[:, :2], axis=1)
+    # Pairs as single numbers, first * n_nodes + second (first < second): no (n_nodes, n_nodes) array.
+    first, second = neighbour_pairs(fitted.n_columns, fitted.n_rows, fitted.topology)
+    pairs = nearest_two[:, 0] * fitted.n_nodes + nearest_two[:, 1]
+    neighbours = np.isin(pairs, first * fitted.n_nodes + second)
     return float(np.mean(~neighbours))
 
 
@@ -80,15 +82,14 @@ def u_matrix(som):
     """
     check_is_fitted(som)
     fitted = som._fitted
-    # Centred, so the expansion below keeps its digits whatever the data's offset.
-    centers = som._internal_centers - som._internal_centers.mean(axis=0)
-    adjacency = adjacency_matrix(fitted.n_columns, fitted.n_rows, fitted.topology)
-    sq_norms = np.einsum("ij,ij->i", centers, centers)
-    sq_distances = sq_norms[:, None] + sq_norms[None, :] - 2.0 * centers @ centers.T
-    distances = np.sqrt(np.maximum(sq_distances, 0.0))
-    degree = adjacency.sum(axis=1)
+    centers = som._internal_centers
+    # Only neighbours' distances, so a 100 x 100 map needs no (n_nodes, n_nodes) array.
+    first, second = neighbour_pairs(fitted.n_columns, fitted.n_rows, fitted.topology)
+    distances = np.linalg.norm(centers[first] - centers[second], axis=1)
+    nodes, pair_distances = np.r_[first, second], np.r_[distances, distances]
+    degree = np.bincount(nodes, minlength=fitted.n_nodes)
     mean_distance = np.divide(
-        (adjacency * distances).sum(axis=1),
+        np.bincount(nodes, weights=pair_distances, minlength=fitted.n_nodes),
         degree,
         out=np.zeros(fitted.n_nodes),
         where=degree > 0,

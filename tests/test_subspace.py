@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn.metrics import adjusted_rand_score
 
 from sklearn_kerdensom import KerDenSOM
@@ -31,7 +32,7 @@ def _samples(X):
 def test_a_pass_in_the_subspace_is_the_full_pass_at_the_lifted_code_vectors(low_rank, kernel):
     samples = _samples(low_rank)
     subspace = fit_subspace(samples, 5)
-    reduced = reduce_samples(samples, subspace)
+    reduced = reduce_samples(samples, subspace, 1)
     assert reduced.shape == (600, 5) and reduced.n_features == 40
     coordinates = np.random.default_rng(1).normal(size=(12, 5))
     full = e_step(samples, subspace.lift(coordinates), 0.5, kernel, 3.0, np.float64)
@@ -119,3 +120,74 @@ def test_the_fit_does_not_depend_on_the_number_of_threads(low_rank):
 def test_impossible_n_jobs_is_refused(blobs, n_jobs):
     with pytest.raises(ValueError, match="n_jobs"):
         KerDenSOM(2, 2, n_jobs=n_jobs).fit(blobs)
+
+
+def test_overlapping_blas_limits_restore_the_original_settings():
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from sklearn_kerdensom._blas import single_threaded_blas
+
+    def blas_threads():
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    first_entered, second_entered, first_left = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with single_threaded_blas():
+            first_entered.set()
+            second_entered.wait(5)
+        first_left.set()
+
+    def second():
+        first_entered.wait(5)
+        with single_threaded_blas():
+            second_entered.set()
+            first_left.wait(5)
+            # The first limit was left while this one holds: BLAS stays on one thread.
+            assert set(blas_threads()) == {1}
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert blas_threads() == before
+
+
+def test_a_pass_holds_a_bounded_number_of_chunk_results():
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16_384, 256))
+    samples = samples_of(X, fit_frame(X, False), np.float64, 400, n_threads=2).cache_terms()
+    centers = rng.normal(size=(400, 256))
+    tracemalloc.start()
+    try:
+        with sklearn.config_context(working_memory=1):  # chunks of 70 rows
+            e_step(samples, centers, 300.0, "gaussian", 3.0, np.float64)
+            n_chunks = len(list(samples._slices()))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Each chunk's statistics hold (400, 256) float64 sums, 0.8 MB: all of them would take 190 MB.
+    assert n_chunks > 200
+    assert peak < 0.5 * n_chunks * 400 * 256 * 8
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork is POSIX only")
+def test_threads_work_in_a_process_forked_after_a_fit(low_rank):
+    import multiprocessing
+
+    KerDenSOM(3, 2, n_jobs=2, random_state=0).fit(low_rank)  # starts the pool of 2 threads
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        result = pool.apply_async(_fit_labels, (low_rank,))
+        labels = result.get(timeout=60)
+    assert labels.shape == (len(low_rank),)
+
+
+def _fit_labels(X):
+    return KerDenSOM(3, 2, n_jobs=2, random_state=0).fit(X).labels_

@@ -136,3 +136,12 @@ def test_a_100_x_100_map_fits_without_node_by_node_arrays():
     assert som.cluster_centers_.shape == (10_000, 8)
     # One dense (10 000, 10 000) float64 array alone would take 800 MB.
     assert peak < 100 * 2**20
+
+
+@pytest.mark.parametrize("n_columns, n_rows", [(1, 6), (6, 1)])
+def test_bending_of_a_one_line_hexagonal_map_is_that_of_the_chain(n_columns, n_rows):
+    # A hexagonal column zig-zags: without falling back to the chain it would have no smoothness at all.
+    hexagonal = smoothness_matrix(n_columns, n_rows, "hex", "bending").toarray()
+    chain = smoothness_matrix(n_columns, n_rows, "rect", "bending").toarray()
+    np.testing.assert_array_equal(hexagonal, chain)
+    assert np.abs(hexagonal).sum() > 0

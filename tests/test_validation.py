@@ -124,3 +124,8 @@ def test_empty_initial_node_starts_at_the_data_mean(blobs):
 def test_bending_needs_the_likelihood_objective(blobs):
     with pytest.raises(ValueError, match="smoothness='bending' needs objective='likelihood'"):
         KerDenSOM(2, 2, smoothness="bending", objective="xmipp").fit(blobs)
+
+
+def test_an_impossible_schedule_names_the_default_it_used(blobs):
+    with pytest.raises(ValueError, match=r"reg_initial=1000.0: the default for smoothness='membrane'"):
+        KerDenSOM(2, 2, smoothness="membrane", reg_final=5000).fit(blobs)
