@@ -5,9 +5,9 @@ Data: ``make_adk_path(N, snr=0.1, random_state=0)``, 64x64 unmasked float32 (409
 (``ConvergenceWarning`` ignored) and is timed end to end, from the array to the fitted estimator:
 
 * ``default``: ``KerDenSOM()`` (bending, full dimension, passes on every core, one BLAS thread each);
-* ``default, n_jobs=1``: the same on one thread;
+* ``default, n_jobs=1``: the same on one thread (with --single-thread);
 * ``membrane``: ``smoothness="membrane"`` (the previous default's rules, 1000 -> 200);
-* ``subspace K``: ``KerDenSOM(subspace_components=K)``;
+* ``subspace K``: ``KerDenSOM(subspace_components=K)`` for each K of --components (default 32);
 * ``KMeans(49)``: scikit-learn's KMeans with its defaults (k-means++, one init, Lloyd, tol 1e-4), to
   convergence.
 
@@ -15,7 +15,7 @@ Each is run idle, then with ``--load`` competing processes that spin on the CPU 
 what a shared cluster node looks like when its other jobs are busy), best of ``--repeats``. The table gives
 seconds, iterations, seconds per iteration, the loaded / idle ratio, and each fit's ratio to the default.
 
-    python benchmarks/bench_speed.py [--quick] [--repeats R] [--load P]
+    python benchmarks/bench_speed.py [--quick] [--repeats R] [--load P] [--components K ...] [--single-thread]
 
 Writes ``results/bench_speed[_quick].json``.
 """
@@ -59,11 +59,10 @@ class CompetingLoad:
             process.join()
 
 
-def fitters(quick):
-    components = (16, 32) if quick else (16, 32, 64)
+def fitters(components, single_thread):
     fits = {
         "default": lambda: KerDenSOM(random_state=0),
-        "default, n_jobs=1": lambda: KerDenSOM(n_jobs=1, random_state=0),
+        **({"default, n_jobs=1": lambda: KerDenSOM(n_jobs=1, random_state=0)} if single_thread else {}),
         "membrane": lambda: KerDenSOM(smoothness="membrane", random_state=0),
         **{
             f"subspace {k}": (lambda k=k: KerDenSOM(subspace_components=k, random_state=0))
@@ -91,7 +90,9 @@ def timed_fit(make, X, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5000 images")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="best of this many fits")
+    parser.add_argument("--components", type=int, nargs="+", default=[32], help="subspace fits")
+    parser.add_argument("--single-thread", action="store_true", help="also the default with n_jobs=1")
     parser.add_argument("--load", type=int, default=os.cpu_count(), help="competing processes")
     args = parser.parse_args()
     n_samples = 5000 if args.quick else 20000
@@ -99,7 +100,7 @@ def main():
     _common.print_header(f"bench_speed: {n_samples} x 64^2 images, 7x7 maps, load {args.load}", info)
     X, data_info = _common.load_adk_path(n_samples)
     results = {}
-    for name, make in fitters(args.quick).items():
+    for name, make in fitters(args.components, args.single_thread).items():
         idle = timed_fit(make, X, args.repeats)
         with CompetingLoad(args.load):
             loaded = timed_fit(make, X, args.repeats)
