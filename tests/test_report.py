@@ -362,3 +362,10 @@ def test_demo_writes_the_report_as_one_of_its_outputs(tmp_path, monkeypatch):
     assert shlex.split(_data(page)["select_prefix"])[:3] == ["kerdensom", "select", str(out)]
     assert "demo" in page[page.index('<section id="run">') :]
     assert main([*arguments, "--overwrite"]) == 0
+
+
+def test_a_map_of_one_class_has_a_report(images):
+    # One node has no neighbours: the report shows it without neighbour distances (it failed on 0 pairs).
+    single = _fit(images, n_columns=1, n_rows=1)
+    page = map_report(single, images).html
+    assert len(_tiles(page)) == 1

@@ -24,7 +24,6 @@ from html import escape
 from pathlib import Path
 
 import numpy as np
-from sklearn.utils import gen_batches
 
 from ._content import (
     check_images,
@@ -292,8 +291,8 @@ def _classes(averager, som, images, counts, n_nearest, n_farthest, member_size):
     # The sampled images read in file order (one pass over a memory map), a batch at a time (bounded memory).
     shown = np.unique(np.concatenate([np.concatenate(ends) for ends in sample]).astype(np.intp))
     uris = {}
-    for rows in gen_batches(len(shown), _IMAGES_PER_BATCH):
-        batch = shown[rows]
+    for start in range(0, len(shown), _IMAGES_PER_BATCH):  # none when no member is shown
+        batch = shown[start : start + _IMAGES_PER_BATCH]
         encoded = png_data_uris(
             np.asarray(images[batch]), max_size=member_size, clip_percent=_MEMBER_CLIP_PERCENT
         )

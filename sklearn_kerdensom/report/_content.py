@@ -7,7 +7,6 @@ column ``c % n_columns`` and row ``c // n_columns``.
 
 import numpy as np
 from sklearn.pipeline import Pipeline
-from sklearn.utils import gen_batches
 from sklearn.utils.validation import check_is_fitted
 
 from .._chunks import sample_chunks
@@ -122,7 +121,9 @@ def neighbour_distances(som):
     centers = som._internal_centers
     # Pair by pair, a block at a time: memory and work grow with the pairs, not the square of the nodes.
     distances = np.empty(len(first))
-    for pairs in gen_batches(len(first), 1024):
+    # range, not gen_batches: a 1 x 1 map has no pairs, and gen_batches refuses 0 items.
+    for start in range(0, len(first), 1024):
+        pairs = slice(start, start + 1024)
         differences = centers[first[pairs]].astype(np.float64) - centers[second[pairs]]
         distances[pairs] = np.sqrt(np.einsum("ij,ij->i", differences, differences))
     distances = som._frame.distance_to_raw(distances)
