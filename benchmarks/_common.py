@@ -106,6 +106,18 @@ def timed(function, *args, **kwargs):
     return time.perf_counter() - start, result
 
 
+def _timer(function, times):
+    """``function`` that appends the wall time of each of its calls to ``times``."""
+
+    def timed_call(*args, **kwargs):
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        times.append(time.perf_counter() - start)
+        return result
+
+    return timed_call
+
+
 @contextlib.contextmanager
 def iteration_times():
     """Wall time of every inner iteration of the fits made inside the block: a list, filled as they
@@ -116,21 +128,49 @@ def iteration_times():
     table = _training._ITERATIONS
     originals = dict(table)
     times = []
-
-    def timer(iteration):
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            result = iteration(*args, **kwargs)
-            times.append(time.perf_counter() - start)
-            return result
-
-        return timed
-
-    table.update({objective: timer(iteration) for objective, iteration in originals.items()})
+    table.update({objective: _timer(iteration, times) for objective, iteration in originals.items()})
     try:
         yield times
     finally:
         table.update(originals)
+
+
+@contextlib.contextmanager
+def call_times(module, name):
+    """Wall time of every call of ``module.name`` made inside the block (through the module's global)."""
+    original = getattr(module, name)
+    times = []
+    setattr(module, name, _timer(original, times))
+    try:
+        yield times
+    finally:
+        setattr(module, name, original)
+
+
+@contextlib.contextmanager
+def peak_rss_anon():
+    """This process's ``RssAnon`` sampled every 20 ms while the block runs: a dict with ``baseline``
+    (KiB, on entry) and ``peak`` (KiB, the largest sample, updated until the block ends). Pages of a
+    memory-mapped file are page cache, not anonymous memory."""
+    import threading
+
+    memory = {"baseline": proc_status_kib("RssAnon")}
+    memory["peak"] = memory["baseline"]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            memory["peak"] = max(memory["peak"], proc_status_kib("RssAnon"))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield memory
+    finally:
+        done.set()
+        sampler.join()
+        memory["peak"] = max(memory["peak"], proc_status_kib("RssAnon"))
 
 
 def fit_iteration_times(X, max_iter, objective="likelihood", repeats=1, map_shape=(7, 7)):

@@ -23,7 +23,6 @@ import argparse
 import json
 import multiprocessing
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -45,31 +44,19 @@ def _fit_child(path, n_images, max_iter, in_memory, queue):
     X = stack.reshape(len(stack), -1)  # a view of the memory map: nothing read yet
     if in_memory:
         X = np.array(X)
-    baseline = _common.proc_status_kib("RssAnon")
-    peak = [baseline]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], _common.proc_status_kib("RssAnon"))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    with warnings.catch_warnings(), _common.iteration_times() as iteration_seconds:
-        warnings.simplefilter("ignore")
-        som = KerDenSOM(7, 7, annealing_steps=1, max_iter=max_iter, tol=0.0, random_state=0).fit(X)
-    seconds = time.perf_counter() - start
-    done.set()
-    sampler.join()
+    with _common.peak_rss_anon() as memory:
+        start = time.perf_counter()
+        with warnings.catch_warnings(), _common.iteration_times() as iteration_seconds:
+            warnings.simplefilter("ignore")
+            som = KerDenSOM(7, 7, annealing_steps=1, max_iter=max_iter, tol=0.0, random_state=0).fit(X)
+        seconds = time.perf_counter() - start
     queue.put(
         {
             "seconds": seconds,
             "n_iter": som.n_iter_,
             "iteration_seconds": iteration_seconds,
-            "rss_anon_before_fit_mb": baseline / 1024,
-            "peak_rss_anon_mb": max(peak[0], _common.proc_status_kib("RssAnon")) / 1024,
+            "rss_anon_before_fit_mb": memory["baseline"] / 1024,
+            "peak_rss_anon_mb": memory["peak"] / 1024,
             "vm_hwm_mb": _common.proc_status_kib("VmHWM") / 1024,
         }
     )

@@ -19,7 +19,6 @@ writes ``results/bench_million[_quick].json``.
 import argparse
 import multiprocessing
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -37,35 +36,37 @@ def _fit_child(path, components, queue):
 
     stack = read_stack(path)
     X = stack.reshape(len(stack), -1)  # a view of the memory map: nothing read yet
-    baseline = _common.proc_status_kib("RssAnon")
-    peak = [baseline]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], _common.proc_status_kib("RssAnon"))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        som = KerDenSOM(7, 7, subspace_components=components, random_state=0).fit(X)
-    seconds = time.perf_counter() - start
-    done.set()
-    sampler.join()
+    with _common.peak_rss_anon() as memory:
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            som = KerDenSOM(7, 7, subspace_components=components, random_state=0).fit(X)
+        seconds = time.perf_counter() - start
     queue.put(
         {
             "seconds": seconds,
             "n_iter": som.n_iter_,
             "converged": som.converged_,
             "warnings": [str(warning.message) for warning in caught],
-            "rss_anon_before_fit_mb": baseline / 1024,
-            "peak_rss_anon_mb": max(peak[0], _common.proc_status_kib("RssAnon")) / 1024,
+            "rss_anon_before_fit_mb": memory["baseline"] / 1024,
+            "peak_rss_anon_mb": memory["peak"] / 1024,
             "vm_hwm_mb": _common.proc_status_kib("VmHWM") / 1024,
         }
     )
+
+
+def _result_of(process, queue):
+    """The child's report, or a RuntimeError if it died without one (e.g. killed for memory)."""
+    import queue as queues
+
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            process.join()
+            return result
+        except queues.Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"the fitting process ended with exit code {process.exitcode}") from None
 
 
 def main():
@@ -89,8 +90,7 @@ def main():
         queue = context.Queue()
         process = context.Process(target=_fit_child, args=(path, args.components, queue))
         process.start()
-        result = queue.get()
-        process.join()
+        result = _result_of(process, queue)
     rows = [
         ["images", n_images],
         ["float32 data, GB", round(data_gb, 1)],
