@@ -155,8 +155,8 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
     subspace_components : int or None, default=None
         Fit in the principal subspace of this many dimensions (a randomized
         PCA of up to 20 000 samples) instead of on every feature: every pass
-        costs ``subspace_components`` instead of ``n_features`` per sample and node.
-        Distances stay exact for code vectors in the subspace (each sample's
+        costs ``subspace_components`` instead of ``n_features`` per sample
+        and node. Distances stay exact for code vectors in the subspace (each sample's
         squared residual outside it is added to its distances), so the kernel
         width and the objective are those of the full problem; one exact
         iteration on every feature at the end puts back the code vectors'
@@ -174,9 +174,10 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         chunk's matrix products on one BLAS thread (as scikit-learn's KMeans):
         this holds up on a machine whose cores other work shares, where
         BLAS's own threads wait for each other at every product. None: as
-        many as the CPUs this process may use (``OMP_NUM_THREADS`` and CPU
-        quotas respected, as for KMeans); -1 too; a negative ``n`` leaves
-        ``-n - 1`` CPUs free. Dask arrays run on Dask's own workers instead.
+        many as the physical cores this process may use (``OMP_NUM_THREADS``
+        and CPU quotas respected, as KMeans counts its threads); -1: every
+        core; a negative ``n`` leaves ``-n - 1`` cores free. Dask arrays run
+        on Dask's own workers instead.
     init : {"pca", "random"} or array-like of shape (n_samples, n_nodes), default="pca"
         ``"pca"``: code vectors on a grid in the plane of the first two principal
         components. ``"random"``: random memberships (Xmipp). An array:
