@@ -9,7 +9,7 @@ exact iteration, the labels); every other iteration runs on the N x K coordinate
 
 Reports the fit's wall time and iterations, the peak anonymous memory of the process (``RssAnon`` sampled
 every 20 ms: pages of the mapped file are page cache, not memory the process holds) and ``VmHWM``, and
-writes ``results/bench_million[_quick].json``.
+writes ``results/bench_million.json`` (``bench_million_N.json`` for another number of images).
 
     python benchmarks/bench_million.py                  # 1 000 000 images, needs ~16.4 GB of disk
     python benchmarks/bench_million.py --quick          # 100 000 images
@@ -103,7 +103,7 @@ def main():
     ]
     _common.table(["", "value"], [[name, str(value)] for name, value in rows])
     _common.write_json(
-        "bench_million_quick" if args.quick else "bench_million",
+        "bench_million" if n_images == 1_000_000 else f"bench_million_{n_images}",
         {
             "machine": info,
             "n_images": n_images,
