@@ -73,8 +73,11 @@ RULES = {
     "membrane": {"smoothness": "membrane"},
     "reference": {"objective": "xmipp", "init": "random"},
 }
-# Variants measured on request (--rules): fits in a principal subspace.
-VARIANTS = {f"subspace {n}": {"subspace_components": n} for n in (8, 16, 32, 64, 128)}
+# Variants measured on request (--rules): fits in a principal subspace, tolerances of the steps before the last.
+VARIANTS = {
+    **{f"subspace {n}": {"subspace_components": n} for n in (8, 16, 32, 64, 128)},
+    **{f"annealing_tol {tol:g}": {"annealing_tol": tol} for tol in (1e-7, 1e-6, 1e-5, 1e-4, 1e-3)},
+}
 MEASURES = (
     "layout",
     "continuity",
@@ -256,6 +259,12 @@ def print_table(title, results):
     _common.table(headers, rows, {index: ".3f" for index in range(1, len(results) + 1)})
 
 
+def variant_family(names):
+    """The results' file suffix of a set of rules: their common first word ("subspace", "annealing_tol")."""
+    families = sorted({name.split()[0] for name in names})
+    return "_".join(families) if len(families) <= 2 else "variants"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="600 particles, SNR 0.1, 2 seeds")
@@ -289,7 +298,7 @@ def main():
     _common.write_json(
         "bench_quality"
         + ("_quick" if args.quick else "")
-        + ("" if rules.keys() == RULES.keys() else "_variants"),
+        + ("" if rules.keys() == RULES.keys() else "_" + variant_family(args.rules)),
         {
             "machine": info,
             "n_samples": n_samples,

@@ -17,6 +17,10 @@ Two sets of update rules share the loop (``objective``):
 
 Both stop an annealing step when the relative change of the width is <= ``tol``
 or after ``max_iter`` iterations, and carry the state over to the next step.
+Xmipp stops at the first such change; the likelihood rules wait for two in a
+row, because a width computed from float32 products wobbles by about 1e-6 of
+itself (more for well-separated clusters), and one lucky reading below ``tol``
+stopped float32 fits early.
 """
 
 import time
@@ -78,6 +82,8 @@ class StepTrace:
     """One annealing step, iteration by iteration."""
 
     regularization: float
+    tol: float = 0.0
+    converged: bool = False
     sigma: list = field(default_factory=list)
     sigma_change: list = field(default_factory=list)
     objective: list = field(default_factory=list)
@@ -87,7 +93,13 @@ class StepTrace:
     def n_iter(self):
         return len(self.sigma)
 
-    def summary(self, tol, frame, n_samples, n_features):
+    def settled(self, n_readings):
+        """Whether the last ``n_readings`` relative changes of the width were all <= ``tol``, or the
+        last was exactly 0 (a width held at its floor cannot tell more)."""
+        last = self.sigma_change[-n_readings:]
+        return last[-1] == 0.0 or (len(last) == n_readings and max(last) <= self.tol)
+
+    def summary(self, frame, n_samples, n_features):
         """The public ``annealing_history_`` entry of this step, with the width and objective in the units
         of the data (those of the internal coordinates but for a power-of-two scale)."""
         objective = frame.negative_log_likelihood_to_raw(np.asarray(self.objective), n_samples, n_features)
@@ -96,7 +108,7 @@ class StepTrace:
             "sigma": frame.variance_to_raw(self.sigma[-1]),
             "objective": float(objective[-1]),
             "n_iter": self.n_iter,
-            "converged": self.sigma_change[-1] <= tol,
+            "converged": self.converged,
             "objective_per_iteration": objective,
         }
 
@@ -153,9 +165,11 @@ def _likelihood_iteration(problem, code_vectors, sigma, regularization, trace):
 
 
 _ITERATIONS = {"xmipp": _xmipp_iteration, "likelihood": _likelihood_iteration}
+# Consecutive changes of the width <= tol that end a step (see the module docstring).
+_SETTLING_READINGS = {"xmipp": 1, "likelihood": 2}
 
 
-def anneal(problem, code_vectors, sigma, schedule, max_iter, tol, verbose=0):
+def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0):
     """Run every annealing step of ``schedule`` from the given state.
 
     Parameters
@@ -169,8 +183,8 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tol, verbose=0):
         Regularization of each annealing step.
     max_iter : int
         Maximum inner iterations per step.
-    tol : float
-        A step stops when ``|sigma_old / sigma_new - 1| <= tol``.
+    tols : list of float
+        Tolerance of each step: it stops when ``|sigma_old / sigma_new - 1| <= tol``.
     verbose : int
         1 prints a line per step, 2 also a line per iteration.
 
@@ -181,11 +195,12 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tol, verbose=0):
     traces : list of StepTrace
     """
     iteration = _ITERATIONS[problem.objective]
+    readings = _SETTLING_READINGS[problem.objective]
     sigma = max(sigma, problem.sigma_floor)
     traces = []
     start = time.perf_counter()
-    for step, regularization in enumerate(schedule):
-        trace = StepTrace(regularization=regularization)
+    for step, (regularization, tol) in enumerate(zip(schedule, tols, strict=True)):
+        trace = StepTrace(regularization=regularization, tol=tol)
         for _ in range(max_iter):
             code_vectors, new_sigma = iteration(problem, code_vectors, sigma, regularization, trace)
             change = abs(sigma / new_sigma - 1.0)
@@ -197,8 +212,9 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tol, verbose=0):
                     f"[KerDenSOM] step {step + 1} iteration {trace.n_iter}: "
                     f"sigma={sigma:.6g} change={change:.3g} objective={trace.objective[-1]:.8g}"
                 )
-            report(step, len(schedule), trace.n_iter, max_iter, change <= tol or trace.n_iter == max_iter)
-            if change <= tol:
+            trace.converged = trace.settled(readings)
+            report(step, len(schedule), trace.n_iter, max_iter, trace.converged or trace.n_iter == max_iter)
+            if trace.converged:
                 break
         traces.append(trace)
         if verbose:

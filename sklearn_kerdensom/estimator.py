@@ -60,6 +60,10 @@ _CENTRE_ABOVE = {"likelihood": 1.0, "xmipp": 2.0**26}
 # smoothness="auto" and the regularization schedules of reg_initial=None, reg_final=None. The likelihood's
 # are the best of benchmarks/bench_quality.py's variants (README, "Map quality"); Xmipp's are its own.
 _AUTO_SMOOTHNESS = {"likelihood": "bending", "xmipp": "membrane"}
+# Tolerance of the annealing steps between the first and the last for annealing_tol="auto" (None: ``tol``,
+# as Xmipp); benchmarks/results/bench_quality_annealing_tol.json measured 1e-7 to 1e-4.
+ANNEALING_TOL = 1e-5
+_AUTO_ANNEALING_TOL = {"likelihood": ANNEALING_TOL, "xmipp": None}
 _DEFAULT_REGULARIZATION = {"bending": (1e4, 200.0), "membrane": (1000.0, 200.0)}
 
 
@@ -151,7 +155,19 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
     max_iter : int, default=200
         Maximum inner iterations per annealing step.
     tol : float, default=1e-7
-        A step stops when the relative change of the width is <= ``tol``.
+        The first and the last annealing steps stop when the relative change
+        of the width is <= ``tol`` (for ``"likelihood"``, on two iterations in a row: a
+        width computed from float32 data wobbles by about 1e-6 of itself).
+    annealing_tol : float or "auto", default="auto"
+        The same for the steps between the first and the last: they only
+        carry the map to the next, weaker regularization, which keeps moving
+        it. The first step is held to ``tol``: it forgets the initial map
+        (whose PCA subsample depends on ``random_state``); ending it early too
+        left maps that differ more between seeds. ``"auto"``: ``1e-5`` for
+        ``"likelihood"`` (measured in ``benchmarks/bench_quality.py``: 37 %
+        fewer iterations than ``tol`` in every step, every map measure within
+        its seed-to-seed spread), ``tol`` for ``"xmipp"`` (Xmipp stops every
+        step at the same tolerance).
     subspace_components : int or None, default=None
         Fit in the principal subspace of this many dimensions (a randomized
         PCA of up to 20 000 samples) instead of on every feature: every pass
@@ -250,6 +266,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         "objective": [StrOptions(set(OBJECTIVES))],
         "max_iter": [_Count(1)],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "annealing_tol": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "subspace_components": [_Count(1), None],
         "n_jobs": [_Count(1), Interval(Integral, None, -1, closed="right"), None],
         "init": [StrOptions({"pca", "random"}), "array-like"],
@@ -273,6 +290,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         objective="likelihood",
         max_iter=200,
         tol=1e-7,
+        annealing_tol="auto",
         subspace_components=None,
         n_jobs=None,
         init="pca",
@@ -292,6 +310,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         self.objective = objective
         self.max_iter = max_iter
         self.tol = tol
+        self.annealing_tol = annealing_tol
         self.subspace_components = subspace_components
         self.n_jobs = n_jobs
         self.init = init
@@ -373,7 +392,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         self.smoothness_ = smoothness
         self.cluster_centers_ = frame.to_raw(code_vectors).astype(X.dtype)
         self.sigma_ = frame.variance_to_raw(float(sigma))
-        self.annealing_history_ = [trace.summary(self.tol, frame, *X.shape) for trace in traces]
+        self.annealing_history_ = [trace.summary(frame, *X.shape) for trace in traces]
         self.n_iter_ = sum(trace.n_iter for trace in traces)
         capped = [number for number, step in enumerate(self.annealing_history_, 1) if not step["converged"]]
         self.converged_ = not capped
@@ -385,7 +404,8 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             steps = ", ".join(map(str, capped))
             warnings.warn(
                 f"Annealing step {steps} of {len(schedule)} stopped at max_iter={self.max_iter} before the "
-                f"kernel width converged to tol={self.tol}; increase max_iter.",
+                f"kernel width converged to its tolerance ({self._tolerance_names(len(schedule), capped)}); "
+                "increase max_iter.",
                 ConvergenceWarning,
                 stacklevel=2,
             )
@@ -434,17 +454,40 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             ) from None
         return smoothness, schedule
 
+    def _tolerance_names(self, n_steps, steps):
+        """``tol=...`` and/or ``annealing_tol=...``, as they apply to the given (1-based) steps."""
+        names = []
+        if any(1 < step < n_steps for step in steps):
+            names.append(f"annealing_tol={self.annealing_tol!r}")
+        if 1 in steps or n_steps in steps:
+            names.append(f"tol={self.tol}")
+        return ", ".join(names)
+
+    def _step_tols(self, schedule):
+        """The tolerance of each annealing step: ``tol`` for the first and the last, ``annealing_tol``
+        between them."""
+        annealing_tol = self.annealing_tol
+        if annealing_tol == "auto":
+            annealing_tol = _AUTO_ANNEALING_TOL[self.objective]
+        if annealing_tol is None:
+            annealing_tol = self.tol
+        tols = [float(self.tol)] + [float(annealing_tol)] * (len(schedule) - 1)
+        tols[-1] = float(self.tol)
+        return tols
+
     def _anneal(self, problem, schedule, random_state):
         """Initial state and annealing: on every feature, or in a principal subspace (``subspace_components``)
         with one exact iteration on every feature at the end (see :mod:`._subspace`)."""
         if self.subspace_components is None:
             code_vectors, sigma = self._initialize(problem.samples, random_state, problem.storage_dtype)
-            return anneal(problem, code_vectors, sigma, schedule, self.max_iter, self.tol, self.verbose)
+            return anneal(
+                problem, code_vectors, sigma, schedule, self.max_iter, self._step_tols(schedule), self.verbose
+            )
         subspace = fit_subspace(problem.samples, int(self.subspace_components))
         reduced = replace(problem, samples=reduce_samples(problem.samples, subspace, self._n_threads()))
         coordinates, sigma = self._initialize(reduced.samples, random_state, problem.storage_dtype)
         coordinates, sigma, traces = anneal(
-            reduced, coordinates, sigma, schedule, self.max_iter, self.tol, self.verbose
+            reduced, coordinates, sigma, schedule, self.max_iter, self._step_tols(schedule), self.verbose
         )
         code_vectors, sigma = refine(problem, subspace.lift(coordinates), sigma, schedule[-1])
         return code_vectors, sigma, traces

@@ -201,14 +201,44 @@ def test_user_data_are_not_modified(blobs):
 
 
 def test_a_capped_early_step_warns_and_is_recorded(blobs):
-    # On main: only the last step was checked, so this fit said converged_ = True without a warning.
+    # On main: only the last step was checked, so a first step capped at max_iter said converged_ = True
+    # without a warning.
     from sklearn.exceptions import ConvergenceWarning
 
-    with pytest.warns(ConvergenceWarning, match=r"Annealing step 1 of 3 stopped at max_iter=20"):
+    with pytest.warns(ConvergenceWarning) as record:
         som = KerDenSOM(3, 3, annealing_steps=3, max_iter=20, random_state=0).fit(blobs)
-    assert [step["converged"] for step in som.annealing_history_] == [False, True, True]
-    assert som.annealing_history_[0]["n_iter"] == 20
+    capped = [number for number, step in enumerate(som.annealing_history_, 1) if not step["converged"]]
+    assert capped[0] == 1
+    assert all(som.annealing_history_[number - 1]["n_iter"] == 20 for number in capped)
+    message = str(record[0].message)
+    assert message.startswith(f"Annealing step {', '.join(map(str, capped))} of 3 stopped at max_iter=20")
+    assert "tol=1e-07" in message
     assert not som.converged_
+
+
+def test_middle_steps_stop_at_annealing_tol(blobs):
+    tight = KerDenSOM(3, 3, annealing_tol=1e-7, random_state=0).fit(blobs)
+    loose = KerDenSOM(3, 3, annealing_tol=1e-3, random_state=0).fit(blobs)
+    steps = len(tight.annealing_history_)
+    assert tight.converged_ and loose.converged_
+    # The first step is held to tol either way.
+    assert loose.annealing_history_[0]["n_iter"] == tight.annealing_history_[0]["n_iter"]
+    assert sum(step["n_iter"] for step in loose.annealing_history_[1:-1]) < sum(
+        step["n_iter"] for step in tight.annealing_history_[1:-1]
+    )
+    # So is the last: both land on the same map.
+    assert steps == len(loose.annealing_history_)
+    np.testing.assert_allclose(loose.cluster_centers_, tight.cluster_centers_, atol=1e-3)
+    np.testing.assert_array_equal(loose.labels_, tight.labels_)
+
+
+def test_xmipp_steps_all_stop_at_tol():
+    som = KerDenSOM(3, 2, objective="xmipp", random_state=0)
+    assert som._step_tols([10.0, 5.0, 1.0]) == [1e-7, 1e-7, 1e-7]
+    som.set_params(objective="likelihood")
+    assert som._step_tols([10.0, 5.0, 2.0, 1.0]) == [1e-7, 1e-5, 1e-5, 1e-7]
+    assert som._step_tols([1.0]) == [1e-7]
+    assert som.set_params(annealing_tol=1e-3)._step_tols([10.0, 5.0, 1.0]) == [1e-7, 1e-3, 1e-7]
 
 
 def test_fit_progress_is_reported_to_a_context_callback_only():

@@ -231,6 +231,11 @@ def test_demo(tmp_path):
             2,
             "number of threads",
         ),
+        (
+            ["classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", "--annealing-tol", "-1"],
+            2,
+            "argument --annealing-tol: must be >= 0",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_error(tmp_path, args, code, message):
@@ -341,6 +346,19 @@ def test_verbose_prints_every_iteration(tmp_path):
     summary = json.loads((tmp_path / "verbose" / "summary.json").read_text())
     assert len(iterations) == summary["n_iter"] and "sigma=" in iterations[0]
     assert not any(" iteration " in line for line in stdout.splitlines())
+
+
+def test_annealing_tol_reaches_the_fit(tmp_path):
+    arguments = ["demo", "--n-particles", "60", *FAST, "--quiet"]
+    steps = {}
+    for annealing_tol in ("auto", "1e-7"):
+        out = tmp_path / annealing_tol
+        code, _, stderr = kerdensom(*arguments, "--annealing-tol", annealing_tol, "--out", out)
+        assert code == 0, stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["parameters"]["annealing_tol"] == (1e-7 if annealing_tol == "1e-7" else "auto")
+        steps[annealing_tol] = summary["n_iter"]
+    assert steps["auto"] < steps["1e-7"]
 
 
 def test_progress_bars_on_a_terminal_only(tmp_path):

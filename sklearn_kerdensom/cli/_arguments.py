@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from .. import __version__
+from ..estimator import ANNEALING_TOL
 
 
 class UsageError(ValueError):
@@ -62,6 +63,10 @@ def _non_negative(text):
     return value
 
 
+def _non_negative_or_auto(text):
+    return text if text == "auto" else _non_negative(text)
+
+
 def _class_numbers(text):
     """``3,4,10`` or ``3-5,12``: class numbers counted from 1."""
     numbers = set()
@@ -97,6 +102,7 @@ _FLAGS = {
     "objective": "--objective",
     "df": "--df",
     "tol": "--tol",
+    "annealing_tol": "--annealing-tol",
     "subspace_components": "--subspace",
     "n_jobs": "--threads",
 }
@@ -137,7 +143,16 @@ def _add_map_options(parser):
     group.add_argument("--steps", type=_positive_int, default=5, help="annealing steps (default: 5)")
     group.add_argument("--objective", choices=["likelihood", "xmipp"], default="likelihood")
     group.add_argument("--max-iter", type=_positive_int, default=200, help="iterations per step (200)")
-    group.add_argument("--tol", type=_non_negative, default=1e-7, help="kernel width tolerance (1e-7)")
+    group.add_argument(
+        "--tol", type=_non_negative, default=1e-7, help="kernel width tolerance of the last step (1e-7)"
+    )
+    group.add_argument(
+        "--annealing-tol",
+        type=_non_negative_or_auto,
+        default="auto",
+        help="the same for the steps before the last (auto: "
+        f"{ANNEALING_TOL:g} for --objective likelihood, --tol for xmipp)",
+    )
     group.add_argument("--init", choices=["pca", "random"], default="pca")
     group.add_argument(
         "--subspace",

@@ -31,6 +31,7 @@ def _estimator(args):
         objective=args.objective,
         max_iter=args.max_iter,
         tol=args.tol,
+        annealing_tol=args.annealing_tol,
         subspace_components=args.subspace,
         n_jobs=args.threads,
         init=args.init,
