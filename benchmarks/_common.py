@@ -224,17 +224,20 @@ def proc_status_kib(field, pid="self"):
     return None
 
 
-def write_mrc_stack(path, n_images, size=64, seed=0):
-    """A float32 MRC stack of ``n_images`` noisy copies of 8 random images, written block by block."""
+def write_mrc_stack(path, n_images, size=64, seed=0, sources=None, noise=1.0):
+    """A float32 MRC stack of ``n_images`` noisy copies of ``sources`` (default: 8 random images), written
+    block by block; ``noise``: the standard deviation of the white noise added to each copy."""
     import mrcfile
 
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(8, size * size)).astype(np.float32)
+    if sources is None:
+        sources = rng.normal(size=(8, size * size))
+    sources = np.asarray(sources, dtype=np.float32).reshape(len(sources), size * size)
     with mrcfile.new_mmap(path, shape=(n_images, size, size), mrc_mode=2) as mrc:
         for start in range(0, n_images, 10_000):
             stop = min(start + 10_000, n_images)
-            labels = rng.integers(0, len(centres), stop - start)
-            block = centres[labels] + rng.normal(size=(stop - start, size * size)).astype(np.float32)
+            labels = rng.integers(0, len(sources), stop - start)
+            block = sources[labels] + noise * rng.normal(size=(stop - start, size * size)).astype(np.float32)
             mrc.data[start:stop] = block.reshape(-1, size, size)
         mrc.set_image_stack()
 

@@ -1,7 +1,9 @@
 """A finished map of a million particles from a memory-mapped stack: time and memory.
 
 Writes a float32 MRC stack of N images of 64 x 64 (default 1 000 000 = 16.4 GB; ``_common.write_mrc_stack``:
-noisy copies of 8 images) to a temporary directory (``--dir``, default the system's), then in a child
+with ``--data clusters``, noisy copies of 8 random images; with ``--data path``, noisy copies (SNR 0.1, white
+noise) of the 2000 clean images of ``make_adk_path(2000, random_state=0)``, a continuum whose fit takes as
+many iterations as a real data set's) to a temporary directory (``--dir``, default the system's), then in a child
 process fits ``KerDenSOM(7, 7, subspace_components=K)`` with every other parameter at its default, to
 convergence, on the memory-mapped stack (a flattened view of the map: nothing is copied into memory). The
 fit reads the stack in 6 passes (2 for the frame, the samples' norms, the subspace coordinates, the final
@@ -14,6 +16,9 @@ writes ``results/bench_million.json`` (``bench_million_N.json`` for another numb
     python benchmarks/bench_million.py                  # 1 000 000 images, needs ~16.4 GB of disk
     python benchmarks/bench_million.py --quick          # 100 000 images
     python benchmarks/bench_million.py --images 300000 --components 32
+    python benchmarks/bench_million.py --data path      # the conformational path: a realistic fit
+
+Writes ``results/bench_million_path.json`` for ``--data path``.
 """
 
 import argparse
@@ -23,8 +28,20 @@ import time
 from pathlib import Path
 
 import _common
+import numpy as np
 
 SIZE = 64
+PATH_SNR = 0.1
+
+
+def _sources(data):
+    """The images the stack copies, and the standard deviation of the noise added to each copy."""
+    if data == "clusters":
+        return None, 1.0
+    from sklearn_kerdensom.datasets import make_adk_path
+
+    clean = make_adk_path(2000, snr=PATH_SNR, random_state=0).clean_images
+    return clean, float(np.sqrt(clean.var(axis=(1, 2), dtype=np.float64).mean() / PATH_SNR))
 
 
 def _fit_child(path, components, queue):
@@ -75,15 +92,21 @@ def main():
     parser.add_argument("--images", type=int, default=None)
     parser.add_argument("--components", type=int, default=32)
     parser.add_argument("--dir", default=None, help="where to write the temporary stack")
+    parser.add_argument(
+        "--data", choices=["clusters", "path"], default="clusters", help="what the stack holds (see above)"
+    )
     args = parser.parse_args()
     n_images = args.images or (100_000 if args.quick else 1_000_000)
     data_gb = n_images * SIZE * SIZE * 4 / 1e9
     info = _common.machine_info()
-    _common.print_header(f"bench_million: {n_images} images of 64x64 ({data_gb:.1f} GB), memory-mapped", info)
+    _common.print_header(
+        f"bench_million: {n_images} images of 64x64 ({data_gb:.1f} GB, {args.data}), memory-mapped", info
+    )
     with tempfile.TemporaryDirectory(prefix="kerdensom-million-", dir=args.dir) as directory:
         path = Path(directory) / "stack.mrcs"
         start = time.perf_counter()
-        _common.write_mrc_stack(path, n_images, SIZE)
+        sources, noise = _sources(args.data)
+        _common.write_mrc_stack(path, n_images, SIZE, sources=sources, noise=noise)
         write_seconds = time.perf_counter() - start
         print(f"wrote the stack in {write_seconds:.0f} s", flush=True)
         context = multiprocessing.get_context("spawn")
@@ -93,6 +116,7 @@ def main():
         result = _result_of(process, queue)
     rows = [
         ["images", n_images],
+        ["data", args.data],
         ["float32 data, GB", round(data_gb, 1)],
         [f"fit seconds (subspace_components={args.components})", round(result["seconds"], 1)],
         ["iterations", result["n_iter"]],
@@ -102,11 +126,13 @@ def main():
         ["VmHWM (includes mapped file pages), MB", round(result["vm_hwm_mb"])],
     ]
     _common.table(["", "value"], [[name, str(value)] for name, value in rows])
+    name = "bench_million" + ("" if n_images == 1_000_000 else f"_{n_images}")
     _common.write_json(
-        "bench_million" if n_images == 1_000_000 else f"bench_million_{n_images}",
+        name + ("" if args.data == "clusters" else f"_{args.data}"),
         {
             "machine": info,
             "n_images": n_images,
+            "data": args.data,
             "components": args.components,
             "write_seconds": write_seconds,
             "fit": result,
