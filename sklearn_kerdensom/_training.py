@@ -94,10 +94,9 @@ class StepTrace:
         return len(self.sigma)
 
     def settled(self, n_readings):
-        """Whether the last ``n_readings`` relative changes of the width were all <= ``tol``, or the
-        last was exactly 0 (a width held at its floor cannot tell more)."""
+        """Whether the last ``n_readings`` relative changes of the width were all <= ``tol``."""
         last = self.sigma_change[-n_readings:]
-        return last[-1] == 0.0 or (len(last) == n_readings and max(last) <= self.tol)
+        return len(last) == n_readings and max(last) <= self.tol
 
     def summary(self, frame, n_samples, n_features):
         """The public ``annealing_history_`` entry of this step, with the width and objective in the units
@@ -212,7 +211,8 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0):
                     f"[KerDenSOM] step {step + 1} iteration {trace.n_iter}: "
                     f"sigma={sigma:.6g} change={change:.3g} objective={trace.objective[-1]:.8g}"
                 )
-            trace.converged = trace.settled(readings)
+            # A width held at its floor stays there: waiting for a second reading tells nothing more.
+            trace.converged = trace.settled(readings) or (change == 0.0 and sigma == problem.sigma_floor)
             report(step, len(schedule), trace.n_iter, max_iter, trace.converged or trace.n_iter == max_iter)
             if trace.converged:
                 break
