@@ -36,3 +36,14 @@ def sample_chunks(n_samples, n_features, n_nodes, copies_rows=True):
     rows = chunk_rows(n_features, n_nodes, copies_rows)
     rows = min(rows, max(MIN_CHUNK_ROWS, -(-n_samples // MIN_CHUNKS)))
     return gen_batches(n_samples, rows)
+
+
+def device_sample_chunks(n_samples, n_features, n_nodes, budget_bytes):
+    """Slices over samples on a GPU, as many rows at a time as ``budget_bytes`` of device memory hold.
+
+    A GPU runs a product at its peak only on many rows, and every chunk costs a transfer of node-sized
+    statistics to the host, so its chunks are as large as its free memory allows rather than
+    :data:`MAX_CHUNK_ROWS`. A row takes the same working arrays as on the host (:func:`chunk_rows`).
+    """
+    row_bytes = 8 * (4 * n_nodes + n_features)
+    return gen_batches(n_samples, max(1, min(n_samples, budget_bytes // row_bytes)))

@@ -31,10 +31,11 @@ expansion (:mod:`._passes`).
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ._array_api import device_of, dtype_in, namespace, to_device
 from ._samples import samples_of
 
 # Internal magnitudes within 2**-EXPONENT_RANGE .. 2**EXPONENT_RANGE, with EXPONENT_RANGE a quarter of the
@@ -69,18 +70,33 @@ class Frame:
         return self.offset is None and self.scale is None and self.exponent == 0
 
     def to_internal(self, rows, dtype):
-        """Rows of raw samples in internal coordinates, in ``dtype`` (a view when nothing changes)."""
+        """Rows of raw samples in internal coordinates, in ``dtype`` (a view when nothing changes).
+
+        ``rows`` may be of any Array API namespace, with the frame's vectors in the same one
+        (:meth:`on_device`).
+        """
+        xp = namespace(rows)
+        dtype = dtype_in(xp, dtype)
         if self.is_identity:
-            return np.asarray(rows, dtype=dtype)
-        if self.offset is None:
-            internal = np.array(rows, dtype=np.float64)
-        else:
-            internal = np.subtract(rows, self.offset, dtype=np.float64)
+            return xp.asarray(rows, dtype=dtype)
+        internal = xp.astype(rows, xp.float64, copy=True)
+        if self.offset is not None:
+            internal -= self.offset
         if self.scale is not None:
             internal /= self.scale
         if self.exponent:
-            np.ldexp(internal, -self.exponent, out=internal)
-        return internal.astype(dtype, copy=False)
+            # A power of two: exact, as np.ldexp (the Array API has no ldexp).
+            internal *= 2.0**-self.exponent
+        return xp.astype(internal, dtype, copy=False)
+
+    def on_device(self, xp, device):
+        """This frame with its vectors in namespace ``xp`` on ``device``, for :meth:`to_internal` there."""
+        return replace(
+            self,
+            offset=to_device(self.offset, xp, device),
+            scale=to_device(self.scale, xp, device),
+            centre=to_device(self.centre, xp, device),
+        )
 
     def to_raw(self, internal):
         """Internal coordinates (e.g. code vectors) back to raw feature units, float64."""
@@ -93,7 +109,8 @@ class Frame:
 
     def distance_to_raw(self, distance):
         """Distances (scalar or array) of internal coordinates in raw units (standardized with ``scale``)."""
-        return np.ldexp(distance, self.exponent) if self.exponent else distance
+        # A power of two: exact, as np.ldexp, for arrays of any namespace.
+        return distance * 2.0**self.exponent if self.exponent else distance
 
     def variance_to_raw(self, variance):
         """A variance of internal coordinates in squared raw units (standardized units with ``scale``)."""
@@ -126,7 +143,8 @@ class _FirstMoments:
 
     @classmethod
     def of(cls, rows, terms):
-        return cls(np.sum(rows, axis=0, dtype=np.float64), np.max(np.abs(rows), axis=0), len(rows))
+        xp = namespace(rows)
+        return cls(xp.sum(rows, axis=0, dtype=xp.float64), xp.max(xp.abs(rows), axis=0), rows.shape[0])
 
     def __add__(self, other):
         return _FirstMoments(
@@ -136,9 +154,15 @@ class _FirstMoments:
 
 def _scaled_centred_sums(rows, terms, mean, exponent):
     """Per-feature sums and sums of squares of ``(rows - mean) * 2**-exponent``, as one vector."""
-    centred = np.subtract(rows, mean, dtype=np.float64)
-    np.ldexp(centred, -exponent, out=centred)
-    return np.concatenate([centred.sum(axis=0), np.einsum("ij,ij->j", centred, centred)])
+    xp = namespace(rows)
+    centred = xp.astype(rows, xp.float64, copy=True)
+    centred -= to_device(mean, xp, device_of(rows))
+    centred *= 2.0**-exponent
+    if isinstance(centred, np.ndarray):
+        sq_sums = np.einsum("ij,ij->j", centred, centred)
+    else:
+        sq_sums = xp.sum(centred * centred, axis=0)
+    return xp.concat([xp.sum(centred, axis=0), sq_sums])
 
 
 def _binary_exponent(value):

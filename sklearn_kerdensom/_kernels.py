@@ -18,6 +18,8 @@ t-Student program has no such division.
 import numpy as np
 from scipy.special import betaln, gammaln
 
+from ._array_api import namespace
+
 KERNELS = ("gaussian", "student_t")
 OBJECTIVES = ("likelihood", "xmipp")
 
@@ -53,7 +55,7 @@ def log_kernel_shape(sq_distances, variance, n_features, kernel, df):
     """
     if kernel == "gaussian":
         return sq_distances * (-0.5 / variance)
-    return -0.5 * (df + n_features) * np.log1p(sq_distances / (df * variance))
+    return -0.5 * (df + n_features) * namespace(sq_distances).log1p(sq_distances / (df * variance))
 
 
 def log_kernel_constant(variance, n_features, kernel, df):

@@ -8,6 +8,10 @@ chunks, in memory or as Dask tasks. Each chunk costs two matrix products,
 weighted sums; squared norms, the distance expansion and every accumulation
 across chunks are float64, so a float32 product loses no more than its own
 rounding.
+
+The chunk functions use the Array API standard (:mod:`._array_api`): on a
+GPU array a chunk, its terms and the code vectors of the pass live on the
+device, and only the statistics travel back.
 """
 
 from dataclasses import dataclass
@@ -15,16 +19,18 @@ from functools import partial
 
 import numpy as np
 
+from ._array_api import dtype_in, namespace, to_device, total_of_products
 from ._kernels import em_weights, log_kernel_constant, log_kernel_shape
 
 
 def _softmax(log_values):
     """Row-wise softmax and log normaliser (log-sum-exp) of a float64 array."""
-    largest = log_values.max(axis=1, keepdims=True)
-    values = np.exp(log_values - largest)
-    total = values.sum(axis=1, keepdims=True)
+    xp = namespace(log_values)
+    largest = xp.max(log_values, axis=1, keepdims=True)
+    values = xp.exp(log_values - largest)
+    total = xp.sum(values, axis=1, keepdims=True)
     values /= total
-    return values, np.log(total) + largest
+    return values, xp.log(total) + largest
 
 
 @dataclass(frozen=True)
@@ -33,18 +39,33 @@ class PreparedCenters:
 
     ``|x - v|^2 = |x|^2 + |v|^2 - 2 (x.(v - m) + x.m)`` with ``m`` the data centre:
     the only product in the compute dtype is ``x.(v - m)``, whose rounding is
-    relative to ``|v - m|`` rather than ``|v|``.
+    relative to ``|v - m|`` rather than ``|v|``. ``product_rounding`` and
+    ``largest_sq_norm`` are the node-sized parts of :meth:`rounding_bound`.
     """
 
     shifted: np.ndarray
     sq_norms: np.ndarray
     centre: np.ndarray
+    product_rounding: float
+    largest_sq_norm: float
 
     @classmethod
     def of(cls, centers, centre, dtype):
         shifted = np.ascontiguousarray(centers - centre, dtype=dtype)
         sq_norms = np.einsum("ij,ij->i", centers, centers)
-        return cls(shifted, sq_norms, centre)
+        largest_shift = np.sqrt(np.einsum("ij,ij->i", shifted, shifted, dtype=np.float64).max())
+        product_rounding = np.sqrt(shifted.shape[1]) * np.finfo(shifted.dtype).eps * largest_shift
+        return cls(shifted, sq_norms, centre, float(product_rounding), float(sq_norms.max()))
+
+    def on_device(self, xp, device):
+        """These code vectors as arrays of namespace ``xp`` on ``device``."""
+        return PreparedCenters(
+            to_device(self.shifted, xp, device),
+            to_device(self.sq_norms, xp, device),
+            to_device(self.centre, xp, device),
+            self.product_rounding,
+            self.largest_sq_norm,
+        )
 
     @property
     def n_nodes(self):
@@ -58,12 +79,9 @@ class PreparedCenters:
         e.g. for another number of rows, rounds differently within that), and
         the float64 expansion by ``eps64 * (|x|^2 + |v|^2)``; four times both.
         """
-        n_features = self.shifted.shape[1]
         row_sq_norms = terms[:, 0]
-        largest_shift = np.sqrt(np.einsum("ij,ij->i", self.shifted, self.shifted, dtype=np.float64).max())
-        product = np.sqrt(n_features) * np.finfo(self.shifted.dtype).eps * largest_shift
-        expansion = np.finfo(np.float64).eps * (row_sq_norms + self.sq_norms.max())
-        return 4.0 * (product * np.sqrt(row_sq_norms) + expansion)
+        expansion = float(np.finfo(np.float64).eps) * (row_sq_norms + self.largest_sq_norm)
+        return 4.0 * (self.product_rounding * namespace(terms).sqrt(row_sq_norms) + expansion)
 
 
 def squared_distances(chunk, centers, terms):
@@ -77,12 +95,19 @@ def squared_distances(chunk, centers, terms):
     terms : ndarray of shape (n_rows, 2)
         The rows' :func:`chunk_terms`.
     """
-    sq_distances = (chunk @ centers.shifted.T).astype(np.float64, copy=False)
+    xp = namespace(chunk)
+    sq_distances = xp.astype(chunk @ centers.shifted.T, xp.float64, copy=False)
     sq_distances *= -2.0
     sq_distances += (terms[:, 0] - 2.0 * terms[:, 1])[:, None]
     sq_distances += centers.sq_norms
-    np.maximum(sq_distances, 0.0, out=sq_distances)
-    return sq_distances
+    return _clipped_at_zero(sq_distances)
+
+
+def _clipped_at_zero(values):
+    """``max(values, 0)``, in place for NumPy arrays (the Array API has no ``out=``)."""
+    if isinstance(values, np.ndarray):
+        return np.maximum(values, 0.0, out=values)
+    return namespace(values).clip(values, min=0.0)
 
 
 def flush_subnormals(weights):
@@ -95,9 +120,9 @@ def flush_subnormals(weights):
     (1.2e-38 in float32) a weight changes no sum it enters by more than the
     product's own rounding.
     """
-    flushed = weights.copy()
-    np.copyto(flushed, 0, where=np.abs(weights) < np.finfo(weights.dtype).tiny)
-    return flushed
+    xp = namespace(weights)
+    subnormal = xp.abs(weights) < xp.finfo(weights.dtype).smallest_normal
+    return xp.where(subnormal, xp.zeros_like(weights), weights)
 
 
 @dataclass
@@ -128,11 +153,13 @@ class Statistics:
     @classmethod
     def of_weights(cls, weights, chunk, terms):
         """Statistics of one chunk for weights already in the compute dtype (not modified)."""
+        xp = namespace(chunk)
         weights = flush_subnormals(weights)
         return cls(
-            mass=weights.sum(axis=0, dtype=np.float64),
-            weighted_sums=(weights.T @ chunk).astype(np.float64),
-            weighted_sq_norms=terms[:, 0] @ weights,
+            mass=xp.sum(weights, axis=0, dtype=xp.float64),
+            weighted_sums=xp.astype(weights.T @ chunk, xp.float64),
+            # matmul, not @: PyTorch's operator refuses a float64 vector times float32 weights.
+            weighted_sq_norms=xp.matmul(terms[:, 0], weights),
         )
 
     def __add__(self, other):
@@ -174,10 +201,11 @@ def chunk_statistics(chunk, terms, centers, variance, kernel, df, storage_dtype,
     log_kernel, sq_distances = log_kernels(chunk, terms, centers, variance, kernel, df, n_features)
     memberships, log_normalizer = _softmax(log_kernel)
     weights = em_weights(memberships, sq_distances, variance, kernel, df)
-    rounded = weights.astype(storage_dtype, copy=False).astype(chunk.dtype, copy=False)
+    xp = namespace(chunk)
+    rounded = xp.astype(xp.astype(weights, dtype_in(xp, storage_dtype), copy=False), chunk.dtype, copy=False)
     statistics = Statistics.of_weights(rounded, chunk, terms)
-    statistics.weighted_sq_distance = float(np.einsum("ij,ij->", weights, sq_distances))
-    statistics.log_likelihood = float(np.sum(log_normalizer))
+    statistics.weighted_sq_distance = total_of_products(weights, sq_distances)
+    statistics.log_likelihood = float(xp.sum(log_normalizer))
     return statistics
 
 
@@ -195,7 +223,7 @@ def e_step(samples, centers, variance, kernel, df, storage_dtype):
     statistics : Statistics
     """
     n_samples, n_features = samples.shape[0], samples.n_features
-    prepared = PreparedCenters.of(centers, samples.frame.centre, samples.dtype)
+    prepared = samples.prepared_centers(centers)
     statistics = samples.reduce(
         partial(
             chunk_statistics,
@@ -214,7 +242,7 @@ def e_step(samples, centers, variance, kernel, df, storage_dtype):
 
 
 def _given_weights_statistics(chunk, terms, weights):
-    return Statistics.of_weights(np.asarray(weights, dtype=chunk.dtype), chunk, terms)
+    return Statistics.of_weights(namespace(chunk).asarray(weights, dtype=chunk.dtype), chunk, terms)
 
 
 def weighted_statistics(samples, weights):
@@ -230,10 +258,13 @@ def nearest_rows(chunk, terms, centers):
     does not depend on the rounding of the BLAS call it shares with other rows
     (e.g. a map collapsed onto one point by a strong regularization).
     """
+    xp = namespace(chunk)
     sq_distances = squared_distances(chunk, centers, terms)
-    within = sq_distances.min(axis=1) + centers.rounding_bound(terms)
-    nearest = np.argmax(sq_distances <= within[:, None], axis=1)
-    return np.column_stack([nearest, sq_distances[np.arange(len(nearest)), nearest]])
+    within = xp.min(sq_distances, axis=1) + centers.rounding_bound(terms)
+    # The first node within the bound: argmax of a 0/1 array (the Array API has no argmax of booleans).
+    nearest = xp.argmax(xp.astype(sq_distances <= within[:, None], xp.int8), axis=1)
+    nearest_sq_distances = xp.take_along_axis(sq_distances, nearest[:, None], axis=1)[:, 0]
+    return xp.stack([xp.astype(nearest, xp.float64), nearest_sq_distances], axis=1)
 
 
 def membership_rows(chunk, terms, centers, variance, kernel, df):
@@ -245,8 +276,8 @@ def membership_rows(chunk, terms, centers, variance, kernel, df):
 def log_density_rows(chunk, terms, centers, variance, kernel, df):
     """Log density of the equal-weight kernel mixture at the rows of one chunk, shape (n_rows,)."""
     log_kernel, _ = log_kernels(chunk, terms, centers, variance, kernel, df)
-    constant = log_kernel_constant(variance, chunk.shape[1], kernel, df)
-    return _softmax(log_kernel)[1][:, 0] + constant - np.log(centers.n_nodes)
+    constant = float(log_kernel_constant(variance, chunk.shape[1], kernel, df))
+    return _softmax(log_kernel)[1][:, 0] + constant - float(np.log(centers.n_nodes))
 
 
 def sq_distance_rows(chunk, terms, centers):
@@ -256,7 +287,7 @@ def sq_distance_rows(chunk, terms, centers):
 
 def distance_rows(chunk, terms, centers):
     """Euclidean distances of one chunk to the code vectors, shape (n_rows, n_nodes)."""
-    return np.sqrt(squared_distances(chunk, centers, terms))
+    return namespace(chunk).sqrt(squared_distances(chunk, centers, terms))
 
 
 def per_sample(samples, centers, rows_function, n_outputs=None, **parameters):
@@ -264,11 +295,11 @@ def per_sample(samples, centers, rows_function, n_outputs=None, **parameters):
 
     Returns a float64 array of shape (n_samples[, n_outputs]); a lazy Dask array for Dask samples.
     """
-    prepared = PreparedCenters.of(centers, samples.frame.centre, samples.dtype)
+    prepared = samples.prepared_centers(centers)
     return samples.map_rows(partial(rows_function, centers=prepared, **parameters), n_outputs)
 
 
 def nearest_nodes(samples, centers):
     """Index of the nearest code vector of every sample and the squared distance to it (NumPy arrays)."""
-    nearest = np.asarray(per_sample(samples, centers, nearest_rows, 2))
+    nearest = samples.to_numpy(per_sample(samples, centers, nearest_rows, 2))
     return nearest[:, 0].astype(np.intp), nearest[:, 1]

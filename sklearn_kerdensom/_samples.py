@@ -11,6 +11,9 @@ results per sample (:meth:`map_rows`).
 * :class:`DaskSamples`: a ``dask.array`` chunked along samples. Every pass is
   one Dask task per block, and only node-sized statistics travel back, so with
   a ``dask.distributed`` client the work runs on the cluster's workers.
+* :class:`DeviceSamples`: an array of another Array API namespace (CuPy,
+  PyTorch, ...), on its device. Chunks, their terms and the code vectors of a
+  pass stay there; only node-sized statistics come back to the host.
 """
 
 import tempfile
@@ -19,8 +22,20 @@ from itertools import pairwise
 
 import numpy as np
 
+from ._array_api import (
+    chunk_budget,
+    device_of,
+    fields_to_numpy,
+    is_numpy_array,
+    namespace,
+    numpy_dtype,
+    row_dots,
+    to_device,
+    to_numpy,
+)
 from ._blas import map_in_threads, single_threaded_blas
-from ._chunks import sample_chunks
+from ._chunks import device_sample_chunks, sample_chunks
+from ._passes import PreparedCenters
 
 
 def is_dask_array(X):
@@ -30,8 +45,9 @@ def is_dask_array(X):
 
 def chunk_terms(chunk, centre):
     """Per-sample float64 terms of the distance expansion: ``|x|^2`` and ``x.m``, shape (n_rows, 2)."""
-    wide = chunk.astype(np.float64, copy=False)
-    return np.column_stack([np.einsum("ij,ij->i", wide, wide), wide @ centre])
+    xp = namespace(chunk)
+    wide = xp.astype(chunk, xp.float64, copy=False)
+    return xp.stack([row_dots(wide, wide), wide @ centre], axis=1)
 
 
 def _apply(function, raw_rows, frame, dtype, terms=None, extra=None):
@@ -40,7 +56,8 @@ def _apply(function, raw_rows, frame, dtype, terms=None, extra=None):
     ``frame=None`` passes the raw rows, without terms: for the passes that fit the frame itself.
     """
     if frame is None:
-        rows = np.asarray(raw_rows)
+        # Arrays of other namespaces stay where they are.
+        rows = np.asarray(raw_rows) if isinstance(raw_rows, np.ndarray) else raw_rows
         return function(rows, None) if extra is None else function(rows, None, extra)
     chunk = frame.to_internal(raw_rows, dtype)
     if terms is None:
@@ -96,7 +113,7 @@ class ChunkedSamples:
         rows converted to internal coordinates or the compute dtype, or terms computed per chunk."""
         if self.frame is None or self.terms is None or not self.frame.is_identity:
             return True
-        return self.X.dtype != self.dtype
+        return numpy_dtype(self.X.dtype) != self.dtype
 
     def _slices(self):
         return sample_chunks(self.shape[0], self.shape[1], self.n_nodes, self._copies_rows())
@@ -141,6 +158,14 @@ class ChunkedSamples:
     def take(self, indices):
         """Raw rows ``indices`` (sorted) as a NumPy array."""
         return np.asarray(self.X[indices])
+
+    def prepared_centers(self, centers):
+        """Code vectors (float64, internal coordinates) ready for the passes (:class:`PreparedCenters`)."""
+        return PreparedCenters.of(centers, self.frame.centre, self.dtype)
+
+    def to_numpy(self, rows):
+        """Results of :meth:`map_rows` as a NumPy array (a Dask array is computed)."""
+        return np.asarray(rows)
 
 
 # Partial sums of this many blocks per task: no task gathers the node-sized statistics of every
@@ -229,6 +254,57 @@ class DaskSamples(ChunkedSamples):
         return np.asarray(self.X[indices].compute())
 
 
+class DeviceSamples(ChunkedSamples):
+    """Samples in an array of another Array API namespace, on its device (e.g. a GPU).
+
+    A pass runs its chunks one after the other (the device runs each chunk's products in parallel),
+    as many rows at a time as a quarter of the device's free memory holds (host rules for arrays in
+    host memory: :func:`._chunks.sample_chunks`). Each chunk's node-sized statistics come back to the
+    host, so a pass over a million images transfers a few megabytes; :meth:`map_rows` keeps its rows
+    on the device.
+    """
+
+    def __init__(self, X, frame, dtype, n_nodes):
+        super().__init__(X, frame, dtype, n_nodes)
+        self.xp = namespace(X)
+        self.device = device_of(X)
+        self.device_frame = None if frame is None else frame.on_device(self.xp, self.device)
+
+    def _slices(self):
+        budget = chunk_budget(self.xp, self.device)
+        if budget is None:
+            return super()._slices()
+        return device_sample_chunks(self.shape[0], self.shape[1], self.n_nodes, budget)
+
+    def _chunk_result(self, function, rows, per_sample=None):
+        return _apply(
+            function,
+            self.X[rows, ...],
+            self.device_frame,
+            self.dtype,
+            None if self.terms is None else self.terms[rows, ...],
+            None if per_sample is None else to_device(per_sample[rows], self.xp, self.device),
+        )
+
+    def reduce(self, function, per_sample=None):
+        chunk_results = (self._chunk_result(function, rows, per_sample) for rows in self._slices())
+        return _add(fields_to_numpy(result) for result in chunk_results)
+
+    def map_rows(self, function, n_outputs=None):
+        """``function(chunk, terms)`` of every chunk, concatenated on the device (float64)."""
+        return self.xp.concat([self._chunk_result(function, rows) for rows in self._slices()], axis=0)
+
+    def take(self, indices):
+        rows = self.xp.asarray(np.asarray(indices), device=self.device)
+        return to_numpy(self.xp.take(self.X, rows, axis=0))
+
+    def prepared_centers(self, centers):
+        return super().prepared_centers(centers).on_device(self.xp, self.device)
+
+    def to_numpy(self, rows):
+        return to_numpy(rows)
+
+
 def check_dask_samples(X):
     """A Dask array of samples checked for what the passes need: 2-D, chunked along samples only,
     float32 or float64 (other numeric types become float64). NaN and infinities are found by the
@@ -277,4 +353,6 @@ def samples_of(X, frame, dtype, n_nodes, values_checked=False, n_threads=1):
     """
     if is_dask_array(X):
         return DaskSamples(X, frame, dtype, n_nodes, values_checked)
+    if not is_numpy_array(X):
+        return DeviceSamples(X, frame, dtype, n_nodes)
     return ChunkedSamples(X, frame, dtype, n_nodes, n_threads)

@@ -7,10 +7,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context, clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array
+from sklearn.utils._array_api import get_namespace
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted
 
+from ._array_api import is_numpy_or_dask, like, namespace, to_numpy
 from ._samples import is_dask_array, samples_of
 
 
@@ -27,7 +29,9 @@ def _checked_images(images, name="images"):
     checked as they are read)."""
     if is_dask_array(images):
         return images if images.dtype in (np.float32, np.float64) else images.astype(np.float64)
-    return check_array(images, allow_nd=True, dtype=[np.float64, np.float32], input_name=name)
+    # The input's namespace under scikit-learn's array_api_dispatch, NumPy otherwise.
+    xp, _ = get_namespace(images)
+    return check_array(images, allow_nd=True, dtype=[xp.float64, xp.float32], input_name=name)
 
 
 def class_averages(images, labels, n_classes=None):
@@ -37,7 +41,9 @@ def class_averages(images, labels, n_classes=None):
     ----------
     images : array-like of shape (n_images, ...)
         Full (unmasked) images, e.g. (n_images, height, width): a NumPy array,
-        a memory map or a Dask array chunked along images, read chunk by chunk.
+        a memory map or a Dask array chunked along images, read chunk by chunk;
+        or an array of another Array API namespace (e.g. on a GPU), averaged
+        from a copy on the host and returned in its namespace.
     labels : array-like of int of shape (n_images,)
         Class of every image, ``0 .. n_classes - 1``.
     n_classes : int, default=None
@@ -51,6 +57,10 @@ def class_averages(images, labels, n_classes=None):
         Images per class.
     """
     images = _checked_images(images)
+    if not is_numpy_or_dask(images):
+        # Images of another namespace (a GPU's) are averaged on the host, from one copy of them.
+        averages, counts = class_averages(to_numpy(images), to_numpy(labels), n_classes)
+        return like(averages, images), like(counts, images)
     labels = np.asarray(labels)
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be {len(images)} integers, one per image; got shape {labels.shape}.")
@@ -165,7 +175,7 @@ def _to_images(fitted, centers, image_shape):
             if not hasattr(step, "inverse_transform"):
                 return None
             centers = step.inverse_transform(centers)
-    centers = np.asarray(centers)
+    centers = to_numpy(centers)
     if centers[0].size != int(np.prod(image_shape)):
         return None
     return centers.reshape(len(centers), *image_shape)
@@ -176,6 +186,8 @@ def _estimator_input(estimator, images):
     each image flattened to a vector."""
     if isinstance(estimator, Pipeline) or images.ndim <= 2:
         return images
+    if not is_numpy_or_dask(images):
+        return namespace(images).reshape(images, (images.shape[0], -1))
     return images.reshape(len(images), -1)
 
 
@@ -243,13 +255,14 @@ class ClassAverager(ClusterMixin, BaseEstimator):
         self.estimator_ = clone(self.estimator).fit(vectors)
         clusterer = _final_step(self.estimator_)
         labels = getattr(clusterer, "labels_", None)
-        self.labels_ = np.asarray(self.estimator_.predict(vectors) if labels is None else labels)
+        labels = self.estimator_.predict(vectors) if labels is None else labels
+        self.labels_ = like(to_numpy(labels), images)
         centers = getattr(clusterer, "cluster_centers_", None)
-        n_classes = len(centers) if centers is not None else getattr(clusterer, "n_clusters", None)
-        self.averages_, self.counts_ = class_averages(images, self.labels_, n_classes)
+        n_classes = centers.shape[0] if centers is not None else getattr(clusterer, "n_clusters", None)
+        self.averages_, self.counts_ = class_averages(images, to_numpy(labels), n_classes)
         self.representatives_ = None
         if centers is not None:
-            self.representatives_ = _to_images(self.estimator_, centers, images.shape[1:])
+            self.representatives_ = like(_to_images(self.estimator_, centers, images.shape[1:]), images)
         if hasattr(clusterer, "node_positions_"):
             self.node_positions_ = clusterer.node_positions_
         if hasattr(self.estimator_, "n_features_in_"):

@@ -14,11 +14,13 @@ from sklearn.base import (
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
+from sklearn.utils._array_api import check_same_namespace, get_namespace
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._annealing import regularization_schedule
+from ._array_api import astype, is_numpy_or_dask, like, mean_of, numpy_dtype, to_numpy
 from ._frame import fit_frame
 from ._initialization import (
     from_memberships,
@@ -341,6 +343,10 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             float64 are kept; other numeric types are converted to float64. A
             memory map is read chunk by chunk; a Dask array chunked along
             samples is fitted with one Dask task per block and iteration.
+            Under scikit-learn's ``array_api_dispatch``, an array of another
+            Array API namespace (e.g. a CUDA tensor) is fitted on its device,
+            and the fitted arrays live there too (``objective="likelihood"``,
+            without ``subspace_components``).
         y : Ignored
 
         Returns
@@ -349,8 +355,11 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         """
         X = self._validated_input(X, reset=True)
         smoothness, schedule = self._annealing_rules()
+        if not is_numpy_or_dask(X):
+            self._check_array_api_support()
         random_state = check_random_state(self.random_state)
-        dtype, storage_dtype = self._dtypes(self.objective, X.dtype)
+        data_dtype = numpy_dtype(X.dtype)
+        dtype, storage_dtype = self._dtypes(self.objective, data_dtype)
         n_columns, n_rows = int(self.n_columns), int(self.n_rows)
         check_map_fits_in_memory(n_columns, n_rows, dense=self.objective == "xmipp")
         # The frame's first pass reads every value and stops at NaN and infinities (a Dask array's blocks
@@ -379,7 +388,9 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         code_vectors, sigma, traces = self._anneal(problem, schedule, random_state)
 
         self._frame = frame
-        self._internal_centers = code_vectors
+        # In the namespace and on the device of X (all fitted arrays are, as scikit-learn's
+        # array_api_dispatch has it); the passes take them on the host (_host_centers).
+        self._internal_centers = like(code_vectors, X)
         self._fitted = FittedSettings(
             n_columns=n_columns,
             n_rows=n_rows,
@@ -390,15 +401,15 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             kernel_variance=problem.variance(sigma),
         )
         self.smoothness_ = smoothness
-        self.cluster_centers_ = frame.to_raw(code_vectors).astype(X.dtype)
+        self.cluster_centers_ = like(frame.to_raw(code_vectors).astype(data_dtype), X)
         self.sigma_ = frame.variance_to_raw(float(sigma))
         self.annealing_history_ = [trace.summary(frame, *X.shape) for trace in traces]
         self.n_iter_ = sum(trace.n_iter for trace in traces)
         capped = [number for number, step in enumerate(self.annealing_history_, 1) if not step["converged"]]
         self.converged_ = not capped
-        self.node_positions_ = node_positions(n_columns, n_rows, self.topology)
+        self.node_positions_ = like(node_positions(n_columns, n_rows, self.topology), X)
         self._n_features_out = self.n_nodes
-        self.labels_ = nearest_nodes(samples, code_vectors)[0]
+        self.labels_ = like(nearest_nodes(samples, code_vectors)[0], X)
         if capped:
             # An early step that stops short hands an unsettled map to the next one: as visible as the last.
             steps = ", ".join(map(str, capped))
@@ -453,6 +464,19 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
                 f"{error} ({' and '.join(defaults)}: the default for smoothness={smoothness!r})"
             ) from None
         return smoothness, schedule
+
+    def _check_array_api_support(self):
+        """ValueError for the options that run on NumPy (and Dask) arrays only."""
+        if self.objective == "xmipp":
+            raise ValueError(
+                "objective='xmipp' runs on NumPy arrays only (Xmipp's Gauss-Seidel sweeps and float32 "
+                "rounding are host code); convert X to NumPy or use objective='likelihood'."
+            )
+        if self.subspace_components is not None:
+            raise ValueError(
+                "subspace_components runs on NumPy and Dask arrays only; leave it unset for arrays of "
+                "other namespaces (a GPU runs the full-dimensional passes at its matrix-multiply rate)."
+            )
 
     def _tolerance_names(self, n_steps, steps):
         """``tol=...`` and/or ``annealing_tol=...``, as they apply to the given (1-based) steps."""
@@ -509,7 +533,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         return from_memberships(samples, memberships, storage_dtype)
 
     def _checked_init_memberships(self, n_samples):
-        memberships = check_array(self.init, dtype=[np.float64, np.float32], input_name="init")
+        memberships = to_numpy(check_array(self.init, dtype=[np.float64, np.float32], input_name="init"))
         expected = (n_samples, self.n_nodes)
         if memberships.shape != expected:
             raise ValueError(
@@ -531,7 +555,9 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         """``X`` checked for a fit (``reset``) or a prediction: NumPy arrays and memory maps through
         scikit-learn's ``validate_data`` (no copy for float32/float64), Dask arrays kept lazy."""
         if not is_dask_array(X):
-            return validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
+            # The input's namespace under scikit-learn's array_api_dispatch, NumPy otherwise.
+            xp, _ = get_namespace(X)
+            return validate_data(self, X, dtype=[xp.float64, xp.float32], reset=reset)
         X = check_dask_samples(X)
         if reset:
             self.n_features_in_ = X.shape[1]
@@ -544,12 +570,21 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             )
         return X
 
-    def _samples(self, X):
-        """Fitted-state checks, and the samples of ``X`` in the fitted frame."""
+    def _samples(self, X, method):
+        """Fitted-state checks, and the samples of ``X`` in the fitted frame (for ``method``'s messages)."""
         check_is_fitted(self)
+        if not is_dask_array(X):
+            check_same_namespace(X, self, attribute="cluster_centers_", method=method)
         X = self._validated_input(X, reset=False)
-        dtype, _ = self._dtypes(self._fitted.objective, X.dtype)
-        return samples_of(X, self._frame, dtype, self._fitted.n_nodes, n_threads=self._n_threads()), X.dtype
+        data_dtype = numpy_dtype(X.dtype)
+        dtype, _ = self._dtypes(self._fitted.objective, data_dtype)
+        samples = samples_of(X, self._frame, dtype, self._fitted.n_nodes, n_threads=self._n_threads())
+        return samples, data_dtype
+
+    @property
+    def _host_centers(self):
+        """Code vectors in internal coordinates, float64, as a NumPy array."""
+        return to_numpy(self._internal_centers)
 
     def _n_threads(self):
         return _openmp_effective_n_threads(self.n_jobs)
@@ -571,9 +606,9 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         labels : ndarray of shape (n_samples,)
             Node indices in ``0 .. n_nodes - 1`` (a lazy Dask array for Dask input).
         """
-        samples, _ = self._samples(X)
-        nearest = per_sample(samples, self._internal_centers, nearest_rows, 2)
-        return nearest[:, 0].astype(np.intp)
+        samples, _ = self._samples(X, "predict")
+        nearest = per_sample(samples, self._host_centers, nearest_rows, 2)
+        return astype(nearest[:, 0], np.intp)
 
     def predict_proba(self, X):
         """Memberships: posterior probability of every node for each sample.
@@ -587,15 +622,15 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         memberships : ndarray of shape (n_samples, n_nodes)
             Rows sum to 1; the dtype of ``X`` (float32 or float64).
         """
-        samples, dtype = self._samples(X)
+        samples, dtype = self._samples(X, "predict_proba")
         memberships = per_sample(
             samples,
-            self._internal_centers,
+            self._host_centers,
             membership_rows,
             self._fitted.n_nodes,
             **self._kernel_parameters(),
         )
-        return memberships.astype(dtype)
+        return astype(memberships, dtype)
 
     def transform(self, X):
         """Euclidean distance of each sample to every code vector.
@@ -611,9 +646,9 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         -------
         distances : ndarray of shape (n_samples, n_nodes)
         """
-        samples, dtype = self._samples(X)
-        distances = per_sample(samples, self._internal_centers, distance_rows, self._fitted.n_nodes)
-        return self._frame.distance_to_raw(distances).astype(dtype)
+        samples, dtype = self._samples(X, "transform")
+        distances = per_sample(samples, self._host_centers, distance_rows, self._fitted.n_nodes)
+        return astype(self._frame.distance_to_raw(distances), dtype)
 
     def score_samples(self, X):
         """Log density of each sample under the fitted kernel density.
@@ -630,10 +665,8 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         -------
         log_density : ndarray of shape (n_samples,), float64
         """
-        samples, _ = self._samples(X)
-        log_density = per_sample(
-            samples, self._internal_centers, log_density_rows, **self._kernel_parameters()
-        )
+        samples, _ = self._samples(X, "score_samples")
+        log_density = per_sample(samples, self._host_centers, log_density_rows, **self._kernel_parameters())
         return log_density + self._frame.log_jacobian(self.n_features_in_)
 
     def score(self, X, y=None):
@@ -648,9 +681,10 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         -------
         score : float
         """
-        return float(np.asarray(self.score_samples(X).mean()))
+        return mean_of(self.score_samples(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.array_api_support = True
         return tags

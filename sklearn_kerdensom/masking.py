@@ -5,8 +5,10 @@ import math
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_array
+from sklearn.utils._array_api import check_same_namespace, get_namespace
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._array_api import is_numpy_or_dask, like, namespace, to_numpy
 from ._chunks import sample_chunks
 from ._samples import checked_finite, is_dask_array, temporary_memmap
 from ._stacks import is_memory_mapped
@@ -160,14 +162,16 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
                     "the Dask array of images is chunked within images; chunk it along images only."
                 )
             return X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
-        images = check_array(X, allow_nd=True, dtype=[np.float64, np.float32], input_name="X")
+        # The input's namespace under scikit-learn's array_api_dispatch, NumPy otherwise.
+        xp, _ = get_namespace(X)
+        images = check_array(X, allow_nd=True, dtype=[xp.float64, xp.float32], input_name="X")
         if images.ndim == 3:
             return images
         if images.ndim != 2:
             raise ValueError(
                 f"images must have shape (n, height, width) or (n, height * width); got {images.shape}."
             )
-        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        return validate_data(self, X, reset=reset, dtype=[xp.float64, xp.float32])
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -189,12 +193,15 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
             raise ValueError(f"mask has shape {mask.shape}, but the images have shape {self.image_shape_}.")
         self.n_features_in_ = X.shape[1] if X.ndim == 2 else int(np.prod(X.shape[1:]))
         if mask is None:
-            self.pixel_indices_ = np.arange(self.n_features_in_)
-            self.pixel_weights_ = np.ones(self.n_features_in_)
+            pixel_indices = np.arange(self.n_features_in_)
+            pixel_weights = np.ones(self.n_features_in_)
         else:
-            self.pixel_indices_ = np.flatnonzero(mask)
-            self.pixel_weights_ = mask.ravel()[self.pixel_indices_].astype(np.float64)
-        self._soft = not np.all(self.pixel_weights_ == 1)
+            pixel_indices = np.flatnonzero(mask)
+            pixel_weights = mask.ravel()[pixel_indices].astype(np.float64)
+        self._soft = not np.all(pixel_weights == 1)
+        # In the namespace and on the device of X, as scikit-learn's array_api_dispatch has it.
+        self.pixel_indices_ = like(pixel_indices, X)
+        self.pixel_weights_ = like(pixel_weights, X)
         return self
 
     def transform(self, X):
@@ -212,6 +219,8 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
             file, written chunk by chunk (memory stays bounded).
         """
         check_is_fitted(self)
+        if not is_dask_array(X):
+            check_same_namespace(X, self, attribute="pixel_indices_", method="transform")
         X = self._validated(X, reset=False)
         shape = X.shape[1:] if X.ndim == 3 else None
         if shape is not None and self.image_shape_ is not None and tuple(shape) != self.image_shape_:
@@ -227,7 +236,7 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
             return X.map_blocks(
                 lambda block: self._vectorize(checked_finite(block)),
                 drop_axis=tuple(range(2, X.ndim)),
-                chunks=(X.chunks[0], (len(self.pixel_indices_),)),
+                chunks=(X.chunks[0], (self.pixel_indices_.shape[0],)),
                 dtype=X.dtype,
             )
         if is_memory_mapped(X):
@@ -236,17 +245,28 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
 
     def _vectorize(self, images):
         """Masked, weighted pixel vectors of images already checked to be finite."""
+        if not is_numpy_or_dask(images):
+            return self._vectorize_on_device(images)
         images = np.asarray(images)
-        vectors = images.reshape(len(images), -1)[:, self.pixel_indices_]
+        vectors = images.reshape(len(images), -1)[:, to_numpy(self.pixel_indices_)]
         if self._soft:
-            vectors *= self.pixel_weights_.astype(vectors.dtype)
+            vectors *= to_numpy(self.pixel_weights_).astype(vectors.dtype)
+        return vectors
+
+    def _vectorize_on_device(self, images):
+        """:meth:`_vectorize` for an array of another Array API namespace, on its device."""
+        xp = namespace(images)
+        flat = xp.reshape(images, (images.shape[0], -1))
+        vectors = xp.take(flat, self.pixel_indices_, axis=1)
+        if self._soft:
+            vectors = vectors * xp.astype(self.pixel_weights_, vectors.dtype)
         return vectors
 
     def _vectorize_to_memmap(self, images):
         """Vectors of memory-mapped images, written chunk by chunk to a temporary memory map (in
         :func:`tempfile.gettempdir`: ``TMPDIR``), so that neither the images nor the vectors are ever
         all in memory. The file is deleted when the returned array is."""
-        shape = (len(images), len(self.pixel_indices_))
+        shape = (len(images), self.pixel_indices_.shape[0])
         vectors = temporary_memmap(shape, images.dtype, "kerdensom-vectors-")
         for rows in sample_chunks(len(images), self.n_features_in_, 1):
             vectors[rows] = self._vectorize(images[rows])
@@ -267,17 +287,21 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
             :meth:`transform` erased them.
         """
         check_is_fitted(self)
+        if not is_numpy_or_dask(X):
+            # A few code vectors in practice: scattered on the host, returned where they came from.
+            return like(self.inverse_transform(to_numpy(X)), X)
         vectors = check_array(X, dtype=[np.float64, np.float32], input_name="X")
-        if vectors.shape[1] != len(self.pixel_indices_):
+        pixel_indices = to_numpy(self.pixel_indices_)
+        if vectors.shape[1] != len(pixel_indices):
             raise ValueError(
-                f"vectors have {vectors.shape[1]} values, but the mask has {len(self.pixel_indices_)} pixels."
+                f"vectors have {vectors.shape[1]} values, but the mask has {len(pixel_indices)} pixels."
             )
         # The weights as transform applied them. One that underflowed to 0 in the vectors' dtype left
         # nothing of its pixel to recover, and dividing by it would give 0 / 0 = NaN.
-        weights = self.pixel_weights_.astype(vectors.dtype)
+        weights = to_numpy(self.pixel_weights_).astype(vectors.dtype)
         kept = weights != 0
         flat = np.zeros((len(vectors), self.n_features_in_), dtype=vectors.dtype)
-        flat[:, self.pixel_indices_[kept]] = vectors[:, kept] / weights[kept]
+        flat[:, pixel_indices[kept]] = vectors[:, kept] / weights[kept]
         if self.image_shape_ is None:
             return flat
         return flat.reshape(len(vectors), *self.image_shape_)
@@ -298,7 +322,7 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
                     f"input_features has {len(input_features)} names, expected {self.n_features_in_}."
                 )
             return np.asarray(input_features, dtype=object)
-        rows, columns = np.unravel_index(self.pixel_indices_, self.image_shape_)
+        rows, columns = np.unravel_index(to_numpy(self.pixel_indices_), self.image_shape_)
         return np.asarray(
             [f"pixel_{row}_{column}" for row, column in zip(rows, columns, strict=True)], dtype=object
         )
@@ -306,4 +330,5 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.array_api_support = True
         return tags

@@ -12,8 +12,8 @@ from ._topology import neighbour_pairs
 
 
 def _distances_to_centers(som, X):
-    samples, _ = som._samples(X)
-    return np.asarray(per_sample(samples, som._internal_centers, sq_distance_rows, som._fitted.n_nodes))
+    samples, _ = som._samples(X, "transform")
+    return np.asarray(per_sample(samples, som._host_centers, sq_distance_rows, som._fitted.n_nodes))
 
 
 def quantization_error(som, X):
@@ -82,7 +82,7 @@ def u_matrix(som):
     """
     check_is_fitted(som)
     fitted = som._fitted
-    centers = som._internal_centers
+    centers = som._host_centers
     # Only neighbours' distances, so a 100 x 100 map needs no (n_nodes, n_nodes) array.
     first, second = neighbour_pairs(fitted.n_columns, fitted.n_rows, fitted.topology)
     distances = np.linalg.norm(centers[first] - centers[second], axis=1)

@@ -1,3 +1,9 @@
+import os
+
+# scikit-learn's array_api_dispatch (tests/test_array_api.py) needs SciPy's Array API support, which
+# SciPy reads from the environment when it is first imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import json
 from pathlib import Path
 

@@ -118,7 +118,7 @@ def neighbour_distances(som):
     """
     fitted = som._fitted
     first, second = neighbour_pairs(fitted.n_columns, fitted.n_rows, fitted.topology)
-    centers = som._internal_centers
+    centers = som._host_centers
     # Pair by pair, a block at a time: memory and work grow with the pairs, not the square of the nodes.
     distances = np.empty(len(first))
     # range, not gen_batches: a 1 x 1 map has no pairs, and gen_batches refuses 0 items.
