@@ -31,6 +31,7 @@ import warnings
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 import _common
+import array_api_compat
 import numpy as np
 import sklearn
 
@@ -59,6 +60,11 @@ class Device:
             import array_api_strict
 
             self.xp, self.device = array_api_strict, None
+
+    @property
+    def compat(self):
+        """array-api-compat's namespace of this device's arrays (the raw module is ``xp``)."""
+        return array_api_compat.array_namespace(self.asarray(np.zeros(1)))
 
     @staticmethod
     def available():
@@ -132,8 +138,8 @@ class Device:
                 )
             else:
                 white = self.asarray(rng.standard_normal((stop - start, N_FEATURES), dtype=np.float32))
-            blocks.append(self.xp.take(sources, index, axis=0) + noise * white)
-        return self.xp.concat(blocks, axis=0) if self.name != "torch" else self.xp.cat(blocks, dim=0)
+            blocks.append(self.compat.take(sources, index, axis=0) + noise * white)
+        return self.compat.concat(blocks, axis=0)
 
 
 def best_time(function, device, repeats=5):
@@ -153,7 +159,7 @@ def pass_against_matmul(device, X_device):
     from sklearn_kerdensom._frame import fit_frame
     from sklearn_kerdensom._samples import samples_of
 
-    xp = device.xp
+    xp = device.compat
     n_samples = X_device.shape[0]
     centers = device.asarray(np.random.default_rng(0).normal(size=(N_NODES, N_FEATURES)).astype(np.float32))
     weights = device.asarray(np.full((n_samples, N_NODES), 1.0 / N_NODES, dtype=np.float32))
