@@ -55,9 +55,11 @@ def numpy_dtype(dtype):
 
 
 def to_numpy(array):
-    """``array`` as a NumPy array on the host (NumPy arrays as they are)."""
+    """``array`` as a NumPy array on the host (NumPy arrays as they are, lists and scalars converted)."""
     if isinstance(array, np.ndarray):
         return array
+    if not array_api_compat.is_array_api_obj(array):
+        return np.asarray(array)
     if array_api_compat.is_torch_array(array):
         return array.detach().cpu().numpy()
     if array_api_compat.is_cupy_array(array):
@@ -69,11 +71,45 @@ def to_numpy(array):
     return np.asarray(array)
 
 
+def host_array(X):
+    """NumPy and Dask arrays as they are (memory maps and lazy arrays stay so); others copied to NumPy."""
+    return X if is_numpy_or_dask(X) else to_numpy(X)
+
+
+def on_host(estimator):
+    """A fitted estimator whose arrays are on the host: itself when they are, or a copy whose array
+    attributes, nested estimators' included, were copied to NumPy arrays (plots, reports and files are
+    host code)."""
+    arrays = [value for value in vars(estimator).values() if array_api_compat.is_array_api_obj(value)]
+    if all(is_numpy_or_dask(array) for array in arrays):
+        return estimator
+    from sklearn.utils._array_api import _estimator_with_converted_arrays
+
+    return _estimator_with_converted_arrays(estimator, to_numpy)
+
+
 def to_device(array, xp, device):
     """A host (NumPy) array in namespace ``xp`` on ``device``; None stays None."""
     if array is None:
         return None
     return xp.asarray(np.ascontiguousarray(array), device=device)
+
+
+def times_power_of_two(values, exponent):
+    """``values * 2**exponent``, exact: arrays are scaled in place (pass a copy of one you keep),
+    scalars returned.
+
+    NumPy's through ``np.ldexp``. The Array API has no ldexp: two multiplications by powers of two, each
+    exact, since one factor can exceed a float's range where the result does not (``2.0**1030``).
+    """
+    if isinstance(values, np.ndarray):
+        return np.ldexp(values, exponent, out=values)
+    if not array_api_compat.is_array_api_obj(values):
+        return np.ldexp(values, exponent)
+    half = exponent // 2
+    values *= 2.0**half
+    values *= 2.0 ** (exponent - half)
+    return values
 
 
 def row_dots(left, right):
@@ -91,16 +127,21 @@ def total_of_products(left, right):
 
 
 def free_device_memory(xp, device):
-    """Bytes free on a GPU ``device`` (PyTorch CUDA or CuPy), or None for host memory and the unknown."""
+    """Bytes free on a GPU ``device`` (PyTorch CUDA or CuPy), or None for host memory and the unknown.
+
+    Free for us: what the driver has not handed out, plus what the library's allocator holds unused.
+    """
     if array_api_compat.is_torch_namespace(xp) and getattr(device, "type", None) == "cuda":
         import torch
 
-        return int(torch.cuda.mem_get_info(device)[0])
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0] + cached)
     if array_api_compat.is_cupy_namespace(xp):
         import cupy
 
         with cupy.cuda.Device(getattr(device, "id", 0)):
-            return int(cupy.cuda.runtime.memGetInfo()[0])
+            cached = cupy.get_default_memory_pool().free_bytes()
+            return int(cupy.cuda.runtime.memGetInfo()[0] + cached)
     return None
 
 

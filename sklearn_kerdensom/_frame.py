@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ._array_api import device_of, dtype_in, namespace, to_device
+from ._array_api import device_of, dtype_in, namespace, times_power_of_two, to_device
 from ._samples import samples_of
 
 # Internal magnitudes within 2**-EXPONENT_RANGE .. 2**EXPONENT_RANGE, with EXPONENT_RANGE a quarter of the
@@ -85,8 +85,7 @@ class Frame:
         if self.scale is not None:
             internal /= self.scale
         if self.exponent:
-            # A power of two: exact, as np.ldexp (the Array API has no ldexp).
-            internal *= 2.0**-self.exponent
+            internal = times_power_of_two(internal, -self.exponent)
         return xp.astype(internal, dtype, copy=False)
 
     def on_device(self, xp, device):
@@ -109,8 +108,11 @@ class Frame:
 
     def distance_to_raw(self, distance):
         """Distances (scalar or array) of internal coordinates in raw units (standardized with ``scale``)."""
-        # A power of two: exact, as np.ldexp, for arrays of any namespace.
-        return distance * 2.0**self.exponent if self.exponent else distance
+        if not self.exponent:
+            return distance
+        if isinstance(distance, np.ndarray):
+            distance = distance.copy()  # not the caller's array
+        return times_power_of_two(distance, self.exponent)
 
     def variance_to_raw(self, variance):
         """A variance of internal coordinates in squared raw units (standardized units with ``scale``)."""
@@ -157,7 +159,7 @@ def _scaled_centred_sums(rows, terms, mean, exponent):
     xp = namespace(rows)
     centred = xp.astype(rows, xp.float64, copy=True)
     centred -= to_device(mean, xp, device_of(rows))
-    centred *= 2.0**-exponent
+    centred = times_power_of_two(centred, -exponent)
     if isinstance(centred, np.ndarray):
         sq_sums = np.einsum("ij,ij->j", centred, centred)
     else:

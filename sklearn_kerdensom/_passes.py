@@ -122,6 +122,10 @@ def flush_subnormals(weights):
     """
     xp = namespace(weights)
     subnormal = xp.abs(weights) < xp.finfo(weights.dtype).smallest_normal
+    if isinstance(weights, np.ndarray):
+        flushed = weights.copy()
+        np.copyto(flushed, 0, where=subnormal)
+        return flushed
     return xp.where(subnormal, xp.zeros_like(weights), weights)
 
 

@@ -269,12 +269,14 @@ class DeviceSamples(ChunkedSamples):
         self.xp = namespace(X)
         self.device = device_of(X)
         self.device_frame = None if frame is None else frame.on_device(self.xp, self.device)
+        # Taken once: the same chunks in every pass, whatever else comes and goes on the device, so
+        # that the float32 sums of a fit do not depend on when its passes ran.
+        self.budget = chunk_budget(self.xp, self.device)
 
     def _slices(self):
-        budget = chunk_budget(self.xp, self.device)
-        if budget is None:
+        if self.budget is None:
             return super()._slices()
-        return device_sample_chunks(self.shape[0], self.shape[1], self.n_nodes, budget)
+        return device_sample_chunks(self.shape[0], self.shape[1], self.n_nodes, self.budget)
 
     def _chunk_result(self, function, rows, per_sample=None):
         return _apply(
@@ -291,8 +293,13 @@ class DeviceSamples(ChunkedSamples):
         return _add(fields_to_numpy(result) for result in chunk_results)
 
     def map_rows(self, function, n_outputs=None):
-        """``function(chunk, terms)`` of every chunk, concatenated on the device (float64)."""
-        return self.xp.concat([self._chunk_result(function, rows) for rows in self._slices()], axis=0)
+        """``function(chunk, terms)`` of every chunk, stacked on the device: float64 of shape
+        (n_samples[, n_outputs])."""
+        shape = (self.shape[0],) if n_outputs is None else (self.shape[0], n_outputs)
+        result = self.xp.empty(shape, dtype=self.xp.float64, device=self.device)
+        for rows in self._slices():
+            result[rows, ...] = self._chunk_result(function, rows)
+        return result
 
     def take(self, indices):
         rows = self.xp.asarray(np.asarray(indices), device=self.device)

@@ -255,11 +255,11 @@ class ClassAverager(ClusterMixin, BaseEstimator):
         self.estimator_ = clone(self.estimator).fit(vectors)
         clusterer = _final_step(self.estimator_)
         labels = getattr(clusterer, "labels_", None)
-        labels = self.estimator_.predict(vectors) if labels is None else labels
-        self.labels_ = like(to_numpy(labels), images)
+        labels = to_numpy(self.estimator_.predict(vectors) if labels is None else labels)
+        self.labels_ = like(labels, images)
         centers = getattr(clusterer, "cluster_centers_", None)
         n_classes = centers.shape[0] if centers is not None else getattr(clusterer, "n_clusters", None)
-        self.averages_, self.counts_ = class_averages(images, to_numpy(labels), n_classes)
+        self.averages_, self.counts_ = class_averages(images, labels, n_classes)
         self.representatives_ = None
         if centers is not None:
             self.representatives_ = like(_to_images(self.estimator_, centers, images.shape[1:]), images)

@@ -533,7 +533,8 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         return from_memberships(samples, memberships, storage_dtype)
 
     def _checked_init_memberships(self, n_samples):
-        memberships = to_numpy(check_array(self.init, dtype=[np.float64, np.float32], input_name="init"))
+        # Memberships are host data: the initial statistics move them to the samples' device chunk by chunk.
+        memberships = check_array(to_numpy(self.init), dtype=[np.float64, np.float32], input_name="init")
         expected = (n_samples, self.n_nodes)
         if memberships.shape != expected:
             raise ValueError(

@@ -13,7 +13,7 @@ from ._topology import neighbour_pairs
 
 def _distances_to_centers(som, X):
     samples, _ = som._samples(X, "transform")
-    return np.asarray(per_sample(samples, som._host_centers, sq_distance_rows, som._fitted.n_nodes))
+    return samples.to_numpy(per_sample(samples, som._host_centers, sq_distance_rows, som._fitted.n_nodes))
 
 
 def quantization_error(som, X):

@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from ._array_api import on_host
 from ._topology import TOPOLOGIES
 from .metrics import u_matrix
 
@@ -266,6 +267,7 @@ def plot_class_map(averager, *, kind="averages", fig=None, **kwargs):
         representatives.
     """
     check_is_fitted(averager, "averages_")
+    averager = on_host(averager)  # a map fitted on a GPU is drawn from host copies
     if not hasattr(averager, "node_positions_"):
         raise ValueError("plot_class_map needs a map: the averager's clusterer has no node_positions_.")
     if kind not in (*_CLASS_MAP_KINDS, "both"):
@@ -384,7 +386,7 @@ def plot_u_matrix(som, *, ax=None, cmap="viridis"):
         :func:`~sklearn_kerdensom.metrics.u_matrix` in the units the map was
         fitted in.
     """
-    som = _kerdensom(som)
+    som = on_host(_kerdensom(som))
     fig, ax = plot_node_values(
         u_matrix(som).ravel(),
         som.node_positions_,

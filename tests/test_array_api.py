@@ -42,6 +42,8 @@ def _cupy_gpu():
 NO_GPU = "needs a GPU (PyTorch with CUDA or CuPy); none here"
 NAMESPACES = [
     pytest.param(("array_api_strict", None), id="array_api_strict"),
+    # A device other than the CPU's: NumPy cannot read its arrays, as it cannot a GPU's.
+    pytest.param(("array_api_strict", "device1"), id="array_api_strict-device1"),
     pytest.param(
         ("torch", "cpu"),
         id="torch-cpu",
@@ -67,6 +69,8 @@ def to_namespace(request):
     def convert(array):
         if name == "torch":
             return xp.asarray(array, device=device)
+        if name == "array_api_strict" and device is not None:
+            return xp.asarray(array, device=xp.Device(device))
         return xp.asarray(array)
 
     with sklearn.config_context(array_api_dispatch=True):
@@ -200,3 +204,65 @@ def test_device_chunks_fill_the_budget():
     assert chunks[-1].stop == 100_000
     assert list(device_sample_chunks(10, 4096, 49, 2**30)) == [slice(0, 10)]
     assert list(device_sample_chunks(3, 4096, 49, 1)) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+
+
+def test_device_chunks_give_the_numpy_fit(monkeypatch, mixture):
+    """The GPU's chunking (a byte budget, here 50 rows at a time), exercised on array_api_strict."""
+    import array_api_strict
+
+    from sklearn_kerdensom import _samples
+
+    rows_budget = 50 * 8 * (4 * 6 + mixture.shape[1])
+    monkeypatch.setattr(_samples, "chunk_budget", lambda xp, device: rows_budget)
+    expected = KerDenSOM(3, 2, random_state=0).fit(mixture)
+    with sklearn.config_context(array_api_dispatch=True):
+        X_device = array_api_strict.asarray(mixture)
+        samples = _samples.samples_of(X_device, None, np.float64, 6)
+        assert len(list(samples._slices())) == -(-mixture.shape[0] // 50)
+        fitted = KerDenSOM(3, 2, random_state=0).fit(X_device)
+        probabilities = to_numpy(fitted.predict_proba(X_device))
+    assert fitted.n_iter_ == expected.n_iter_
+    np.testing.assert_allclose(to_numpy(fitted.cluster_centers_), expected.cluster_centers_, rtol=1e-5)
+    np.testing.assert_array_equal(to_numpy(fitted.labels_), expected.labels_)
+    np.testing.assert_allclose(probabilities, expected.predict_proba(mixture), rtol=1e-5, atol=1e-12)
+
+
+def test_initial_memberships_of_the_namespace(to_namespace, mixture):
+    memberships = np.random.default_rng(2).dirichlet(np.ones(6), size=len(mixture))
+    expected = KerDenSOM(3, 2, init=memberships).fit(mixture)
+    fitted = KerDenSOM(3, 2, init=to_namespace(memberships)).fit(to_namespace(mixture))
+    np.testing.assert_allclose(to_numpy(fitted.cluster_centers_), expected.cluster_centers_, rtol=1e-5)
+
+
+def test_metrics_reports_and_plots_of_a_device_fit(to_namespace, tmp_path):
+    """Host code (metrics, plots, the report, the output files) takes a map fitted on a device."""
+    pytest.importorskip("matplotlib")
+    from sklearn_kerdensom.io import write_class_averager
+    from sklearn_kerdensom.metrics import quantization_error, topographic_error
+    from sklearn_kerdensom.plotting import plot_class_map, plot_u_matrix
+    from sklearn_kerdensom.report import write_report
+
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(120, 12, 12)).astype(np.float32)
+    images[:60, 3:9, 3:9] += 2.0
+    pipeline = make_pipeline(MaskVectorizer(circular_mask((12, 12), 5)), KerDenSOM(3, 2, random_state=0))
+    expected = ClassAverager(pipeline).fit(images)
+    images_device = to_namespace(images)
+    fitted = ClassAverager(pipeline).fit(images_device)
+
+    vectors = fitted.estimator_[0].transform(images_device)
+    som = fitted.estimator_[-1]
+    reference_vectors = expected.estimator_[0].transform(images)
+    assert quantization_error(som, vectors) == pytest.approx(
+        quantization_error(expected.estimator_[-1], reference_vectors), rel=1e-5
+    )
+    assert topographic_error(som, vectors) == topographic_error(expected.estimator_[-1], reference_vectors)
+    plot_class_map(fitted)
+    plot_u_matrix(fitted)
+    report = write_report(fitted, images_device, tmp_path / "report.html")
+    assert report.stat().st_size > 0
+    paths = write_class_averager(fitted, tmp_path / "out")
+    assert paths
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -129,3 +129,13 @@ def test_bending_needs_the_likelihood_objective(blobs):
 def test_an_impossible_schedule_names_the_default_it_used(blobs):
     with pytest.raises(ValueError, match=r"reg_initial=1000.0: the default for smoothness='membrane'"):
         KerDenSOM(2, 2, smoothness="membrane", reg_final=5000).fit(blobs)
+
+
+def test_subnormal_data(blobs):
+    """Data of magnitude 1e-310: z-scores fit them; raw, their kernel variance would underflow float64,
+    which the error says (a power of two of their exponent, 2**1030, is no Python float)."""
+    tiny = blobs * 1e-310
+    som = KerDenSOM(2, 2, standardize=True, random_state=0).fit(tiny)
+    assert np.all(np.isfinite(som.cluster_centers_))
+    with pytest.raises(ValueError, match="X is too small to fit"):
+        KerDenSOM(2, 2).fit(tiny)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
+from .._array_api import on_host
 from ._mrc import _write_stack
 from ._star import OPTICS_ATTR, OPTICS_GROUP_COLUMN, _check_pixel_size, path_for_star
 
@@ -279,6 +280,7 @@ def write_class_averager(
     -------
     paths : dict of str to pathlib.Path
     """
+    averager = on_host(averager)  # a map fitted on a GPU is written from host copies
     if averager.representatives_ is None:
         raise ValueError(
             "the averager has no representatives_ (its clusterer has no cluster_centers_, or a pipeline step "

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._array_api import host_array, on_host
 from ._content import (
     check_images,
     fit_summary,
@@ -136,7 +137,8 @@ def map_report(
     averager : fitted ClassAverager
         Of a :class:`~sklearn_kerdensom.KerDenSOM`, or a Pipeline ending in one.
     images : array-like of shape (n_images, height, width)
-        The images it was fitted on (a NumPy array, a memory map or a Dask array), for the member
+        The images it was fitted on (a NumPy array, a memory map, a Dask array or an array of another
+        Array API namespace, copied to the host), for the member
         galleries; read chunk by chunk (all of them once, for their distances to their code vectors,
         then the members shown).
     summary : dict, default=None
@@ -169,6 +171,8 @@ def map_report(
     holds about as many bytes of images: ``round(12 * 100 / n)`` members (at least 1) of each end, and
     image sides ``sqrt(100 / n)`` times smaller (at least 16 px).
     """
+    # A map fitted on a GPU is reported from host copies (the page is host code).
+    averager, images = on_host(averager), host_array(images)
     som = fitted_map(averager)
     check_images(averager, images)
     geometry = map_geometry(som)
