@@ -168,7 +168,7 @@ _ITERATIONS = {"xmipp": _xmipp_iteration, "likelihood": _likelihood_iteration}
 _SETTLING_READINGS = {"xmipp": 1, "likelihood": 2}
 
 
-def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0):
+def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0, steps=None):
     """Run every annealing step of ``schedule`` from the given state.
 
     Parameters
@@ -186,6 +186,10 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0):
         Tolerance of each step: it stops when ``|sigma_old / sigma_new - 1| <= tol``.
     verbose : int
         1 prints a line per step, 2 also a line per iteration.
+    steps : tuple of int, default=None
+        ``(first, n_steps)``: the number of the first step (from 0) and of all the steps of the fit, for
+        the messages and the progress of a fit that runs its steps in several calls (a subspace fit's
+        last step runs on every feature); None: this call runs them all.
 
     Returns
     -------
@@ -193,12 +197,13 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0):
     sigma : float
     traces : list of StepTrace
     """
+    first, n_steps = (0, len(schedule)) if steps is None else steps
     iteration = _ITERATIONS[problem.objective]
     readings = _SETTLING_READINGS[problem.objective]
     sigma = max(sigma, problem.sigma_floor)
     traces = []
     start = time.perf_counter()
-    for step, (regularization, tol) in enumerate(zip(schedule, tols, strict=True)):
+    for step, (regularization, tol) in enumerate(zip(schedule, tols, strict=True), start=first):
         trace = StepTrace(regularization=regularization, tol=tol)
         for _ in range(max_iter):
             code_vectors, new_sigma = iteration(problem, code_vectors, sigma, regularization, trace)
@@ -213,13 +218,13 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0):
                 )
             # A width held at its floor stays there: waiting for a second reading tells nothing more.
             trace.converged = trace.settled(readings) or (change == 0.0 and sigma == problem.sigma_floor)
-            report(step, len(schedule), trace.n_iter, max_iter, trace.converged or trace.n_iter == max_iter)
+            report(step, n_steps, trace.n_iter, max_iter, trace.converged or trace.n_iter == max_iter)
             if trace.converged:
                 break
         traces.append(trace)
         if verbose:
             print(
-                f"[KerDenSOM] step {step + 1}/{len(schedule)}: regularization={regularization:.6g} "
+                f"[KerDenSOM] step {step + 1}/{n_steps}: regularization={regularization:.6g} "
                 f"sigma={sigma:.6g} iterations={trace.n_iter} objective={trace.objective[-1]:.8g} "
                 f"elapsed={time.perf_counter() - start:.2f}s"
             )

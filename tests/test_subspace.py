@@ -191,3 +191,15 @@ def test_threads_work_in_a_process_forked_after_a_fit(low_rank):
 
 def _fit_labels(X):
     return KerDenSOM(3, 2, n_jobs=2, random_state=0).fit(X).labels_
+
+
+def test_the_last_annealing_step_runs_on_every_feature(low_rank, capsys):
+    som = KerDenSOM(4, 3, subspace_components=2, annealing_steps=3, random_state=0, verbose=1).fit(low_rank)
+    printed = capsys.readouterr().out
+    assert [f"step {step}/3" in printed for step in (1, 2, 3)] == [True, True, True]
+    history = som.annealing_history_
+    assert len(history) == 3 and som.n_iter_ == sum(step["n_iter"] for step in history)
+    # The last step ran on every feature: its trace ends where the fit does (one exact iteration after a
+    # subspace step would have moved the width past the history).
+    assert history[-1]["converged"] and history[-1]["n_iter"] > 1
+    assert som.sigma_ == pytest.approx(history[-1]["sigma"], rel=1e-12)
