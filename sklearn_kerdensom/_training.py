@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._acceleration import iterate_squarem
 from ._code_vectors import gauss_seidel_sweeps, roughness, solve_exactly
 from ._kernels import kernel_variance, penalty_weight, updated_sigma
 from ._passes import e_step
@@ -45,6 +46,8 @@ class Problem:
     objective: str
     storage_dtype: np.dtype
     sigma_floor: float
+    # Extrapolated EM steps (see :mod:`._acceleration`); the likelihood rules only.
+    accelerated: bool = False
 
     @property
     def n_samples(self):
@@ -79,7 +82,12 @@ class Problem:
 
 @dataclass
 class StepTrace:
-    """One annealing step, iteration by iteration."""
+    """One annealing step, iteration by iteration.
+
+    ``objective``, ``sigma`` and ``sigma_change`` hold one entry per state of the step's path; a pass
+    from an extrapolated state that was rejected (see :mod:`._acceleration`) is counted in
+    ``n_rejected`` only, as it is no state of the path.
+    """
 
     regularization: float
     tol: float = 0.0
@@ -88,10 +96,12 @@ class StepTrace:
     sigma_change: list = field(default_factory=list)
     objective: list = field(default_factory=list)
     gauss_seidel_sweeps: list = field(default_factory=list)
+    n_rejected: int = 0
 
     @property
     def n_iter(self):
-        return len(self.sigma)
+        """Passes over the samples: the iterations of the path and the rejected extrapolations."""
+        return len(self.sigma) + self.n_rejected
 
     def settled(self, n_readings):
         """Whether the last ``n_readings`` relative changes of the width were all <= ``tol``."""
@@ -107,13 +117,14 @@ class StepTrace:
             "sigma": frame.variance_to_raw(self.sigma[-1]),
             "objective": float(objective[-1]),
             "n_iter": self.n_iter,
+            "n_rejected": self.n_rejected,
             "converged": self.converged,
             "objective_per_iteration": objective,
         }
 
 
-def _expectation(problem, code_vectors, sigma, regularization, trace):
-    """E-step pass; records the objective at the current state and returns the statistics and roughness."""
+def _expectation(problem, code_vectors, sigma, regularization):
+    """E-step pass: the statistics, the roughness and the objective at the given state."""
     statistics = e_step(
         problem.samples,
         code_vectors,
@@ -123,15 +134,15 @@ def _expectation(problem, code_vectors, sigma, regularization, trace):
         problem.storage_dtype,
     )
     current_roughness = roughness(code_vectors, problem.smoothness)
-    trace.objective.append(
-        problem.penalized_objective(statistics.log_likelihood, current_roughness, sigma, regularization)
+    objective = problem.penalized_objective(
+        statistics.log_likelihood, current_roughness, sigma, regularization
     )
-    return statistics, current_roughness
+    return statistics, current_roughness, objective
 
 
 def _xmipp_iteration(problem, code_vectors, sigma, regularization, trace):
     """Xmipp's ``mainIterations`` body: memberships, width from the old code vectors, Gauss-Seidel."""
-    statistics, old_roughness = _expectation(problem, code_vectors, sigma, regularization, trace)
+    statistics, old_roughness, objective = _expectation(problem, code_vectors, sigma, regularization)
     new_sigma = problem.updated_sigma(statistics.weighted_sq_distance, old_roughness, regularization)
     code_vectors, n_sweeps, _ = gauss_seidel_sweeps(
         statistics.mass,
@@ -142,12 +153,12 @@ def _xmipp_iteration(problem, code_vectors, sigma, regularization, trace):
         problem.storage_dtype,
     )
     trace.gauss_seidel_sweeps.append(n_sweeps)
-    return code_vectors, new_sigma
+    return code_vectors, new_sigma, objective
 
 
-def _likelihood_iteration(problem, code_vectors, sigma, regularization, trace):
+def _likelihood_iteration(problem, code_vectors, sigma, regularization, trace=None):
     """One EM step: memberships, exact code-vector solve, width from the new code vectors."""
-    statistics, _ = _expectation(problem, code_vectors, sigma, regularization, trace)
+    statistics, _, objective = _expectation(problem, code_vectors, sigma, regularization)
     code_vectors = solve_exactly(
         statistics.mass,
         statistics.weighted_sums,
@@ -160,12 +171,88 @@ def _likelihood_iteration(problem, code_vectors, sigma, regularization, trace):
         roughness(code_vectors, problem.smoothness),
         regularization,
     )
-    return code_vectors, new_sigma
+    return code_vectors, new_sigma, objective
 
 
 _ITERATIONS = {"xmipp": _xmipp_iteration, "likelihood": _likelihood_iteration}
 # Consecutive changes of the width <= tol that end a step (see the module docstring).
 _SETTLING_READINGS = {"xmipp": 1, "likelihood": 2}
+
+
+@dataclass
+class AnnealingStep:
+    """One annealing step of a fit, run iteration by iteration by :func:`iterate_plainly` or
+    :func:`._acceleration.iterate_squarem`: its iterations, their record and the stopping rule."""
+
+    problem: Problem
+    trace: StepTrace
+    max_iter: int
+    number: int
+    n_steps: int
+    verbose: int = 0
+
+    @property
+    def regularization(self):
+        return self.trace.regularization
+
+    @property
+    def sigma_floor(self):
+        return self.problem.sigma_floor
+
+    def evaluate(self, code_vectors, sigma):
+        """One iteration from the given state, not yet recorded.
+
+        Returns
+        -------
+        code_vectors : ndarray of shape (n_nodes, n_features), float64
+        sigma : float
+            The state the iteration leads to.
+        objective : float
+            The objective at the given state.
+        """
+        iteration = _ITERATIONS[self.problem.objective]
+        return iteration(self.problem, code_vectors, sigma, self.regularization, self.trace)
+
+    def record(self, sigma, new_sigma, objective):
+        """Record an iteration of the path from width ``sigma`` to ``new_sigma``; whether the step ends."""
+        trace = self.trace
+        change = abs(sigma / new_sigma - 1.0)
+        trace.objective.append(objective)
+        trace.sigma.append(new_sigma)
+        trace.sigma_change.append(change)
+        if self.verbose >= 2:
+            print(
+                f"[KerDenSOM] step {self.number + 1} iteration {trace.n_iter}: "
+                f"sigma={new_sigma:.6g} change={change:.3g} objective={objective:.8g}"
+            )
+        # A width held at its floor stays there: waiting for a second reading tells nothing more.
+        trace.converged = trace.settled(_SETTLING_READINGS[self.problem.objective]) or (
+            change == 0.0 and new_sigma == self.sigma_floor
+        )
+        return self._reported()
+
+    def reject(self):
+        """Count a pass whose state left the path; whether the step ends (at ``max_iter``)."""
+        self.trace.n_rejected += 1
+        return self._reported()
+
+    def iterate(self, code_vectors, sigma):
+        """One recorded iteration: the new state and whether the step ends."""
+        new_code_vectors, new_sigma, objective = self.evaluate(code_vectors, sigma)
+        return new_code_vectors, new_sigma, self.record(sigma, new_sigma, objective)
+
+    def _reported(self):
+        done = self.trace.converged or self.trace.n_iter >= self.max_iter
+        report(self.number, self.n_steps, self.trace.n_iter, self.max_iter, done)
+        return done
+
+
+def iterate_plainly(step, code_vectors, sigma):
+    """Iterate ``step`` until it ends: the state of its last iteration."""
+    done = False
+    while not done:
+        code_vectors, sigma, done = step.iterate(code_vectors, sigma)
+    return code_vectors, sigma
 
 
 def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0, steps=None):
@@ -198,34 +285,20 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0, st
     traces : list of StepTrace
     """
     first, n_steps = (0, len(schedule)) if steps is None else steps
-    iteration = _ITERATIONS[problem.objective]
-    readings = _SETTLING_READINGS[problem.objective]
+    iterate = iterate_squarem if problem.accelerated else iterate_plainly
     sigma = max(sigma, problem.sigma_floor)
     traces = []
     start = time.perf_counter()
-    for step, (regularization, tol) in enumerate(zip(schedule, tols, strict=True), start=first):
+    for number, (regularization, tol) in enumerate(zip(schedule, tols, strict=True), start=first):
         trace = StepTrace(regularization=regularization, tol=tol)
-        for _ in range(max_iter):
-            code_vectors, new_sigma = iteration(problem, code_vectors, sigma, regularization, trace)
-            change = abs(sigma / new_sigma - 1.0)
-            sigma = new_sigma
-            trace.sigma.append(sigma)
-            trace.sigma_change.append(change)
-            if verbose >= 2:
-                print(
-                    f"[KerDenSOM] step {step + 1} iteration {trace.n_iter}: "
-                    f"sigma={sigma:.6g} change={change:.3g} objective={trace.objective[-1]:.8g}"
-                )
-            # A width held at its floor stays there: waiting for a second reading tells nothing more.
-            trace.converged = trace.settled(readings) or (change == 0.0 and sigma == problem.sigma_floor)
-            report(step, n_steps, trace.n_iter, max_iter, trace.converged or trace.n_iter == max_iter)
-            if trace.converged:
-                break
+        step = AnnealingStep(problem, trace, max_iter, number, n_steps, verbose)
+        code_vectors, sigma = iterate(step, code_vectors, sigma)
         traces.append(trace)
         if verbose:
+            rejected = f" (rejected extrapolations: {trace.n_rejected})" if trace.n_rejected else ""
             print(
-                f"[KerDenSOM] step {step + 1}/{n_steps}: regularization={regularization:.6g} "
-                f"sigma={sigma:.6g} iterations={trace.n_iter} objective={trace.objective[-1]:.8g} "
+                f"[KerDenSOM] step {number + 1}/{n_steps}: regularization={regularization:.6g} "
+                f"sigma={sigma:.6g} iterations={trace.n_iter}{rejected} objective={trace.objective[-1]:.8g} "
                 f"elapsed={time.perf_counter() - start:.2f}s"
             )
     return code_vectors, sigma, traces
@@ -237,7 +310,5 @@ def refine(problem, code_vectors, sigma, regularization):
     After a fit in a subspace it puts back the code vectors' detail outside the subspace; like every
     EM iteration it does not increase the objective.
     """
-    code_vectors, sigma = _likelihood_iteration(
-        problem, code_vectors, sigma, regularization, StepTrace(regularization)
-    )
+    code_vectors, sigma, _ = _likelihood_iteration(problem, code_vectors, sigma, regularization)
     return code_vectors, sigma
