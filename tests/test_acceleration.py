@@ -70,7 +70,7 @@ def test_squarem_with_every_jump_rejected_follows_the_plain_path():
         return 0.0 if on_plain_path else np.inf
 
     accelerated = LinearStep(rates, tol=1e-6, objective=rejects_jumps)
-    end, sigma = iterate_squarem(accelerated, np.zeros(2), 1.0)
+    end, _ = iterate_squarem(accelerated, np.zeros(2), 1.0)
     assert accelerated.trace.n_rejected > 0
     assert accelerated.trace.n_iter == len(plain.trace.sigma) + accelerated.trace.n_rejected
     assert accelerated.trace.sigma == plain.trace.sigma
