@@ -73,10 +73,12 @@ RULES = {
     "membrane": {"smoothness": "membrane"},
     "reference": {"objective": "xmipp", "init": "random"},
 }
-# Variants measured on request (--rules): fits in a principal subspace, tolerances of the steps before the last.
+# Variants measured on request (--rules): fits in a principal subspace, tolerances of the steps before the last,
+# plain EM iterations.
 VARIANTS = {
     **{f"subspace {n}": {"subspace_components": n} for n in (8, 16, 32, 64, 128)},
     **{f"annealing_tol {tol:g}": {"annealing_tol": tol} for tol in (1e-7, 1e-6, 1e-5, 1e-4, 1e-3)},
+    "acceleration None": {"acceleration": None},
 }
 MEASURES = (
     "layout",
