@@ -24,20 +24,22 @@ import numpy as np
 _CAP_FACTOR = 4.0
 
 
-def _step_length(code_vectors, first, second):
+def _parabola(start, first, second):
+    """``r`` and ``v`` of the module docstring, for arrays or floats."""
+    change = first - start
+    return change, second - first - change
+
+
+def _step_length(change, curvature):
     """``|r| / |v|`` of the module docstring, at least 1 (1 is the plain EM iteration ``theta_2``)."""
-    change = first - code_vectors
-    curvature = second - first - change
     curvature_norm = np.linalg.norm(curvature)
     if curvature_norm == 0.0:
         return 1.0
     return max(1.0, float(np.linalg.norm(change) / curvature_norm))
 
 
-def _along_parabola(start, first, second, length):
-    """``start + 2 a r + a^2 v`` of the module docstring, for arrays or floats."""
-    change = first - start
-    curvature = second - first - change
+def _along_parabola(start, change, curvature, length):
+    """``start + 2 a r + a^2 v`` of the module docstring."""
     return start + 2.0 * length * change + length**2 * curvature
 
 
@@ -59,12 +61,13 @@ def iterate_squarem(step, code_vectors, sigma):
         if done:
             return second, second_sigma
         first_objective = step.trace.objective[-1]
-        length = min(cap, _step_length(code_vectors, first, second))
+        change, curvature = _parabola(code_vectors, first, second)
+        length = min(cap, _step_length(change, curvature))
         at_cap = length == cap
-        jump_sigma = _along_parabola(sigma, first_sigma, second_sigma, length)
+        jump_sigma = _along_parabola(sigma, *_parabola(sigma, first_sigma, second_sigma), length)
         landed = False
         if length > 1.0 and jump_sigma > step.sigma_floor:
-            jump = _along_parabola(code_vectors, first, second, length)
+            jump = _along_parabola(code_vectors, change, curvature, length)
             next_code_vectors, next_sigma, objective = step.evaluate(jump, jump_sigma)
             landed = bool(np.isfinite(objective) and objective <= first_objective)
             if landed:
