@@ -105,8 +105,11 @@ def fit_subspace(samples, n_components):
     if n_samples > _BASIS_MAX_SAMPLES:
         rows = np.sort(random_state.choice(n_samples, _BASIS_MAX_SAMPLES, replace=False))
     subsample = samples.frame.to_internal(samples.take(rows), samples.dtype)
+    if not subsample.flags.owndata:
+        subsample = subsample.copy()
     n_components = min(n_components, *subsample.shape)
-    pca = PCA(n_components, svd_solver="randomized", random_state=random_state).fit(subsample)
+    # The subsample is this function's own array: the PCA centres it in place, without a second copy.
+    pca = PCA(n_components, svd_solver="randomized", random_state=random_state, copy=False).fit(subsample)
     # A float32 PCA's components are orthonormal to ~1e-6 only: orthonormalised in float64, the residuals
     # are exact to float64 rounding.
     basis, _ = np.linalg.qr(pca.components_.T.astype(np.float64))

@@ -102,6 +102,18 @@ def test_a_subspace_fit_of_a_memory_map_or_dask_array_is_that_of_the_array(low_r
     np.testing.assert_allclose(som.cluster_centers_, reference.cluster_centers_, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["float32", "float64", "dask"])
+def test_a_subspace_fit_leaves_the_samples_unchanged(low_rank, kind):
+    # The basis's PCA centres its subsample in place: that subsample must never be the user's array.
+    X = low_rank.astype(kind) if kind != "dask" else low_rank.copy()
+    original = np.array(X)
+    if kind == "dask":
+        da = pytest.importorskip("dask.array")
+        X = da.from_array(X, chunks=(-1, -1))
+    KerDenSOM(4, 3, subspace_components=3, random_state=0).fit(X)
+    np.testing.assert_array_equal(np.asarray(X), original)
+
+
 def test_subspace_components_needs_the_likelihood(blobs):
     with pytest.raises(ValueError, match="subspace_components=4 needs objective='likelihood'"):
         KerDenSOM(2, 2, subspace_components=4, objective="xmipp").fit(blobs)
