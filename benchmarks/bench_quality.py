@@ -44,7 +44,11 @@ Measures (mean over seeds; "path particles" are all particles of views and path,
 Prints one table per data set and SNR and an overall one (mean over sets and SNRs); writes
 ``results/bench_quality[_quick].json``.
 
-    python benchmarks/bench_quality.py [--quick]
+    python benchmarks/bench_quality.py [--quick] [--rules R ...] [--sets S ...] [--samples N]
+                                       [--without-reference]
+
+(``--sets``, ``--samples`` and ``--without-reference`` measure a few rules on more particles, whose
+reference fits would take hours; their results' file names say so.)
 """
 
 import argparse
@@ -113,6 +117,9 @@ LARGER_IS_BETTER = {
     "iterations": False,
     "seconds": False,
 }
+
+
+SETS = ("views", "states", "path", "mixed")
 
 
 def make_set(name, n_samples, snr):
@@ -245,7 +252,7 @@ def at_least_as_good(name, value, reference):
 
 def print_table(title, results):
     print(f"\n{title}")
-    challengers = [rules for rules in results if rules != "reference"]
+    challengers = [rules for rules in results if rules != "reference"] if "reference" in results else []
     rows = [
         [
             name,
@@ -275,19 +282,29 @@ def main():
         nargs="+",
         choices=[*RULES, *VARIANTS],
         default=list(RULES),
-        help="the rules to measure (default: %(default)s); the reference rules are always measured",
+        help="the rules to measure (default: %(default)s); the reference rules are measured too",
+    )
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS), help="the data sets")
+    parser.add_argument("--samples", type=int, default=None, help="particles per set (default: 2000)")
+    parser.add_argument(
+        "--without-reference",
+        action="store_true",
+        help="leave out the reference rules (their fits take the longest: for larger --samples)",
     )
     args = parser.parse_args()
-    rules = {name: {**RULES, **VARIANTS}[name] for name in [*args.rules, "reference"]}
-    n_samples = 600 if args.quick else 2000
+    names = [*args.rules, *([] if args.without_reference else ["reference"])]
+    rules = {name: {**RULES, **VARIANTS}[name] for name in dict.fromkeys(names)}
+    n_samples = args.samples or (600 if args.quick else 2000)
     snrs = (0.1,) if args.quick else (0.1, 0.05)
     seeds = range(2 if args.quick else 3)
 
     info = _common.machine_info()
-    _common.print_header(f"bench_quality: 4 sets x {n_samples} particles of 64x64, 7x7 maps", info)
+    _common.print_header(
+        f"bench_quality: {len(args.sets)} sets x {n_samples} particles of 64x64, 7x7 maps", info
+    )
     mask = circular_mask((64, 64), MASK_RADIUS)
     results = {}
-    for set_name, snr in itertools.product(("views", "states", "path", "mixed"), snrs):
+    for set_name, snr in itertools.product(args.sets, snrs):
         data = make_set(set_name, n_samples, snr)
         key = f"{set_name}, SNR {snr}"
         results[key] = {name: evaluate(data, rules[name], seeds, mask) for name in rules}
@@ -300,7 +317,9 @@ def main():
     _common.write_json(
         "bench_quality"
         + ("_quick" if args.quick else "")
-        + ("" if rules.keys() == RULES.keys() else "_" + variant_family(args.rules)),
+        + ("" if rules.keys() == RULES.keys() else "_" + variant_family(args.rules))
+        + ("" if list(args.sets) == list(SETS) else "_" + "_".join(args.sets))
+        + ("" if args.samples is None else f"_n{n_samples}"),
         {
             "machine": info,
             "n_samples": n_samples,
