@@ -319,7 +319,8 @@ def main():
         + ("_quick" if args.quick else "")
         + ("" if rules.keys() == RULES.keys() else "_" + variant_family(args.rules))
         + ("" if list(args.sets) == list(SETS) else "_" + "_".join(args.sets))
-        + ("" if args.samples is None else f"_n{n_samples}"),
+        + ("" if args.samples is None else f"_n{n_samples}")
+        + ("_without_reference" if args.without_reference else ""),
         {
             "machine": info,
             "n_samples": n_samples,
