@@ -67,6 +67,14 @@ _AUTO_SMOOTHNESS = {"likelihood": "bending", "xmipp": "membrane"}
 ANNEALING_TOL = 1e-5
 _AUTO_ANNEALING_TOL = {"likelihood": ANNEALING_TOL, "xmipp": None}
 _DEFAULT_REGULARIZATION = {"bending": (1e4, 200.0), "membrane": (1000.0, 200.0)}
+# A subspace fit's last steps run on every feature: there each code vector settles among its members'
+# noise in every dimension, which keeps a path's neighbours together and discrete states apart. On
+# benchmarks/bench_quality.py (K = 32, 2000 particles) one such step split the mixed set's states at
+# SNR 0.05 (state ARI 0.795 on every seed; 1.000 with two) and lowered continuity by 0.037 against the
+# full fit (0.008 with two); on 20 000 particles of the path and mixed sets (masked 64 x 64 images) two
+# steps no longer split states (0.571 on 2 of 3 seeds with one, at SNR 0.1), at 12.9 s per fit against
+# 10.2 s with one and 15.5 s for the full fit (README, "Subspace fits").
+_STEPS_ON_EVERY_FEATURE = 2
 
 
 class _Count(Interval):
@@ -171,17 +179,17 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         its seed-to-seed spread), ``tol`` for ``"xmipp"`` (Xmipp stops every
         step at the same tolerance).
     subspace_components : int or None, default=None
-        Run every annealing step but the last in the principal subspace of
-        this many dimensions (a randomized PCA of up to 20 000 samples)
+        Run every annealing step but the last two (at least the first step)
+        in the principal subspace of this many dimensions (a randomized PCA of up to 20 000 samples)
         instead of on every feature: each of their passes costs
         ``subspace_components`` instead of ``n_features`` per sample and node.
         Distances stay exact for code vectors in the subspace (each sample's
         squared residual outside it is added to its distances), so the kernel
-        width and the objective are those of the full problem. The last step
-        runs on every feature from the subspace's map, which sets each code
-        vector among its members in every dimension (with one step, one exact
-        iteration at its end does); ``n_iter_`` and ``annealing_history_``
-        count both. The subspace depends on the data alone, not on
+        width and the objective are those of the full problem. The last two
+        steps run on every feature from the subspace's map, which sets each
+        code vector among its members in every dimension (with one step, one
+        exact iteration at its end does); ``n_iter_`` and
+        ``annealing_history_`` count both. The subspace depends on the data alone, not on
         ``random_state``. A Dask array's coordinates are computed on its
         workers and fitted in memory. It maps a little differently from the
         full fit (measured in ``benchmarks/bench_quality.py``), so it is not
@@ -531,7 +539,8 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
 
     def _anneal(self, problem, schedule, random_state):
         """Initial state and annealing: on every feature, or in a principal subspace (``subspace_components``)
-        for every step but the last, which runs on every feature (see :mod:`._subspace`)."""
+        for every step but the last ``_STEPS_ON_EVERY_FEATURE``, which run on every feature (see
+        :mod:`._subspace`)."""
         tols = self._step_tols(schedule)
         if self.subspace_components is None:
             code_vectors, sigma = self._initialize(problem.samples, random_state, problem.storage_dtype)
@@ -545,25 +554,33 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             )
             code_vectors, sigma = refine(problem, subspace.lift(coordinates), sigma, schedule[-1])
             return code_vectors, sigma, traces
-        # The subspace organizes the map; its last step, on every feature, sets each code vector among its
-        # members' noise in every dimension, which keeps neighbours together (bench_quality's path set at
-        # SNR 0.1, K = 32: continuity 0.60 with one exact iteration at the end, 0.75 with the exact last
-        # step, 0.77 on every feature throughout).
+        # The subspace organizes the map; the last steps, on every feature, set each code vector among its
+        # members' noise in every dimension (bench_quality's path set at SNR 0.1, K = 32: continuity 0.60
+        # with one exact iteration at the end, in an earlier run; 0.74 with the exact last step, 0.77 with
+        # the last two as on every feature throughout; see _STEPS_ON_EVERY_FEATURE).
         n_steps = len(schedule)
+        n_reduced = max(1, n_steps - _STEPS_ON_EVERY_FEATURE)
         coordinates, sigma, traces = anneal(
-            reduced, coordinates, sigma, schedule[:-1], self.max_iter, tols[:-1], self.verbose, (0, n_steps)
+            reduced,
+            coordinates,
+            sigma,
+            schedule[:n_reduced],
+            self.max_iter,
+            tols[:n_reduced],
+            self.verbose,
+            (0, n_steps),
         )
-        code_vectors, sigma, last = anneal(
+        code_vectors, sigma, exact = anneal(
             problem,
             subspace.lift(coordinates),
             sigma,
-            schedule[-1:],
+            schedule[n_reduced:],
             self.max_iter,
-            tols[-1:],
+            tols[n_reduced:],
             self.verbose,
-            (n_steps - 1, n_steps),
+            (n_reduced, n_steps),
         )
-        return code_vectors, sigma, traces + last
+        return code_vectors, sigma, traces + exact
 
     def _initialize(self, samples, random_state, storage_dtype):
         """Initial code vectors (internal coordinates, float64) and width."""

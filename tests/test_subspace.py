@@ -6,12 +6,13 @@ import sklearn
 from sklearn.metrics import adjusted_rand_score
 
 from sklearn_kerdensom import KerDenSOM
+from sklearn_kerdensom import estimator as estimator_module
 from sklearn_kerdensom._frame import fit_frame
 from sklearn_kerdensom._passes import e_step
 from sklearn_kerdensom._samples import samples_of
 from sklearn_kerdensom._subspace import fit_subspace, reduce_samples
 from sklearn_kerdensom._topology import smoothness_matrix
-from sklearn_kerdensom._training import Problem, _expectation, refine
+from sklearn_kerdensom._training import Problem, _expectation, anneal, refine
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +203,21 @@ def test_threads_work_in_a_process_forked_after_a_fit(low_rank):
 
 def _fit_labels(X):
     return KerDenSOM(3, 2, n_jobs=2, random_state=0).fit(X).labels_
+
+
+@pytest.mark.parametrize("n_steps, n_reduced", [(1, 1), (2, 1), (3, 1), (5, 3)])
+def test_the_last_two_annealing_steps_run_on_every_feature(low_rank, monkeypatch, n_steps, n_reduced):
+    ran = []
+
+    def recorded_anneal(problem, code_vectors, sigma, schedule, *args):
+        reduced = problem.samples.shape[1] < low_rank.shape[1]
+        ran.extend([reduced] * len(schedule))
+        return anneal(problem, code_vectors, sigma, schedule, *args)
+
+    monkeypatch.setattr(estimator_module, "anneal", recorded_anneal)
+    KerDenSOM(4, 3, subspace_components=2, annealing_steps=n_steps, random_state=0).fit(low_rank)
+    # One step runs in the subspace, then one exact iteration (refine), outside anneal.
+    assert ran == [True] * n_reduced + [False] * (n_steps - n_reduced if n_steps > 1 else 0)
 
 
 def test_the_last_annealing_step_runs_on_every_feature(low_rank, capsys):

@@ -158,8 +158,8 @@ def _add_map_options(parser):
         "--subspace",
         type=_positive_int,
         metavar="K",
-        help="run every annealing step but the last in the principal subspace of K dimensions, the last "
-        "on every pixel (faster; likelihood only)",
+        help="run every annealing step but the last two in the principal subspace of K dimensions, the "
+        "last two on every pixel (faster; likelihood only)",
     )
     group.add_argument("--standardize", action="store_true", help="z-score every pixel (Xmipp --norm)")
     group.add_argument("--seed", type=_integer, default=0, help="random seed (default: 0)")
