@@ -72,8 +72,8 @@ _DEFAULT_REGULARIZATION = {"bending": (1e4, 200.0), "membrane": (1000.0, 200.0)}
 # benchmarks/bench_quality.py (K = 32, 2000 particles) one such step split the mixed set's states at
 # SNR 0.05 (state ARI 0.795 on every seed; 1.000 with two) and lowered continuity by 0.037 against the
 # full fit (0.008 with two); on 20 000 particles of the path and mixed sets (masked 64 x 64 images) two
-# steps no longer split states (0.571 on 2 of 3 seeds with one, at SNR 0.1), at 12.9 s per fit against
-# 10.2 s with one and 15.5 s for the full fit (README, "Subspace fits").
+# steps no longer split states (0.571 on 2 of 3 seeds with one, at SNR 0.1), at 12.0 s per fit against
+# 14.5 s for the full fit in one run (10.2 s with one step in another; README, "Subspace fits").
 _STEPS_ON_EVERY_FEATURE = 2
 
 
@@ -180,17 +180,17 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         step at the same tolerance).
     subspace_components : int or None, default=None
         Run every annealing step but the last two (at least the first step)
-        in the principal subspace of this many dimensions (a randomized PCA of up to 20 000 samples)
-        instead of on every feature: each of their passes costs
-        ``subspace_components`` instead of ``n_features`` per sample and node.
-        Distances stay exact for code vectors in the subspace (each sample's
-        squared residual outside it is added to its distances), so the kernel
-        width and the objective are those of the full problem. The last two
-        steps run on every feature from the subspace's map, which sets each
-        code vector among its members in every dimension (with one step, one
-        exact iteration at its end does); ``n_iter_`` and
-        ``annealing_history_`` count both. The subspace depends on the data alone, not on
-        ``random_state``. A Dask array's coordinates are computed on its
+        in the principal subspace of this many dimensions (a randomized PCA
+        of up to 20 000 samples) instead of on every feature: each of their
+        passes costs ``subspace_components`` instead of ``n_features`` per
+        sample and node. Distances stay exact for code vectors in the
+        subspace (each sample's squared residual outside it is added to its
+        distances), so the kernel width and the objective are those of the
+        full problem. The last two steps run on every feature from the
+        subspace's map, which sets each code vector among its members in
+        every dimension (with one step, one exact iteration at its end does);
+        ``n_iter_`` and ``annealing_history_`` count both. The subspace
+        depends on the data alone, not on ``random_state``. A Dask array's coordinates are computed on its
         workers and fitted in memory. It maps a little differently from the
         full fit (measured in ``benchmarks/bench_quality.py``), so it is not
         the default. None fits on every feature. Needs
@@ -557,7 +557,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         # The subspace organizes the map; the last steps, on every feature, set each code vector among its
         # members' noise in every dimension (bench_quality's path set at SNR 0.1, K = 32: continuity 0.60
         # with one exact iteration at the end, in an earlier run; 0.74 with the exact last step, 0.77 with
-        # the last two as on every feature throughout; see _STEPS_ON_EVERY_FEATURE).
+        # the last two, as on every feature throughout; see _STEPS_ON_EVERY_FEATURE).
         n_steps = len(schedule)
         n_reduced = max(1, n_steps - _STEPS_ON_EVERY_FEATURE)
         coordinates, sigma, traces = anneal(
