@@ -190,11 +190,11 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         subspace's map, which sets each code vector among its members in
         every dimension (with one step, one exact iteration at its end does);
         ``n_iter_`` and ``annealing_history_`` count both. The subspace
-        depends on the data alone, not on ``random_state``. A Dask array's coordinates are computed on its
-        workers and fitted in memory. It maps a little differently from the
-        full fit (measured in ``benchmarks/bench_quality.py``), so it is not
-        the default. None fits on every feature. Needs
-        ``objective="likelihood"``.
+        depends on the data alone, not on ``random_state``. A Dask array's
+        coordinates are computed on its workers and fitted in memory. It maps
+        a little differently from the full fit (measured in
+        ``benchmarks/bench_quality.py``), so it is not the default. None fits
+        on every feature. Needs ``objective="likelihood"``.
     acceleration : {"auto", "squarem"} or None, default="auto"
         ``"squarem"``: extrapolate the EM iterations of every annealing step
         (SQUAREM, Varadhan & Roland 2008): after two iterations the state
@@ -554,10 +554,9 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             )
             code_vectors, sigma = refine(problem, subspace.lift(coordinates), sigma, schedule[-1])
             return code_vectors, sigma, traces
-        # The subspace organizes the map; the last steps, on every feature, set each code vector among its
-        # members' noise in every dimension (bench_quality's path set at SNR 0.1, K = 32: continuity 0.60
-        # with one exact iteration at the end, in an earlier run; 0.74 with the exact last step, 0.77 with
-        # the last two, as on every feature throughout; see _STEPS_ON_EVERY_FEATURE).
+        # The subspace organizes the map, the last steps on every feature finish it (see
+        # _STEPS_ON_EVERY_FEATURE); one exact iteration at the end instead kept a path's neighbours
+        # together far less (continuity 0.60 against 0.77 on bench_quality's path set, an earlier run).
         n_steps = len(schedule)
         n_reduced = max(1, n_steps - _STEPS_ON_EVERY_FEATURE)
         coordinates, sigma, traces = anneal(
