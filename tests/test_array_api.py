@@ -73,6 +73,8 @@ def to_namespace(request):
             return xp.asarray(array, device=xp.Device(device))
         return xp.asarray(array)
 
+    # array_api_strict wraps NumPy: its products are NumPy's, rounding for rounding.
+    convert.products_of_numpy = name == "array_api_strict"
     with sklearn.config_context(array_api_dispatch=True):
         yield convert
 
@@ -106,7 +108,14 @@ def test_every_method_gives_the_numpy_results(to_namespace, mixture, dtype, opti
     X_device = to_namespace(X)
     fitted = KerDenSOM(**settings).fit(X_device)
 
-    assert fitted.n_iter_ == expected.n_iter_
+    # Other matrix products (PyTorch's, a GPU's) round float32 distances differently. A step stops on two
+    # width changes <= 1e-7 in a row, which float32 readings reach at their rounding's level, so the same
+    # map may take more or fewer iterations (measured on PyTorch's CPU: 57 against 73, the width within
+    # 8e-8, the same labels); memberships, exponentials of distances over twice the kernel variance, turn
+    # that rounding into up to ~1e-4 of themselves (4e-5 absolute there), distances keep 1e-5.
+    same_rounding = to_namespace.products_of_numpy or dtype == np.float64
+    if same_rounding:
+        assert fitted.n_iter_ == expected.n_iter_
     np.testing.assert_allclose(fitted.sigma_, expected.sigma_, rtol=1e-5)
     for name in ("cluster_centers_", "labels_", "node_positions_"):
         _assert_in_namespace_of(getattr(fitted, name), X_device)
@@ -122,7 +131,10 @@ def test_every_method_gives_the_numpy_results(to_namespace, mixture, dtype, opti
         reference = getattr(expected, method)(X)
         assert to_numpy(result).dtype == reference.dtype
         # Memberships far below 1 are sums of exponentials whose relative rounding says nothing.
-        np.testing.assert_allclose(to_numpy(result), reference, rtol=1e-5, atol=1e-12, err_msg=method)
+        tolerance = {"rtol": 1e-5, "atol": 1e-12}
+        if method == "predict_proba" and not same_rounding:
+            tolerance = {"rtol": 0.0, "atol": 2e-4}
+        np.testing.assert_allclose(to_numpy(result), reference, **tolerance, err_msg=method)
     np.testing.assert_allclose(fitted.score(X_device), expected.score(X), rtol=1e-5)
 
 
