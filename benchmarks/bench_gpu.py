@@ -17,10 +17,11 @@ Peak device memory is the allocator's peak (PyTorch) or its pool's size (CuPy).
 
     python benchmarks/bench_gpu.py [--namespace torch|cupy] [--large N] [--quick]
     python benchmarks/bench_gpu.py --namespace array_api_strict --quick   # the plumbing, on the CPU
+    python benchmarks/bench_gpu.py --namespace torch-cpu --quick          # PyTorch's plumbing, on the CPU
 
 Without a GPU (PyTorch with CUDA, or CuPy) it says so and exits 0, measuring nothing. Writes
-``results/bench_gpu[_quick].json`` (``bench_gpu_plumbing.json`` for array_api_strict, whose figures
-are not a GPU's).
+``results/bench_gpu[_quick].json`` (``bench_gpu_plumbing[_torch_cpu].json`` for array_api_strict and
+PyTorch on the CPU, whose figures are not a GPU's).
 """
 
 import argparse
@@ -47,11 +48,13 @@ class Device:
     """One namespace on one device: conversion, synchronisation, memory and random numbers."""
 
     def __init__(self, name):
-        self.name = name
-        if name == "torch":
+        # "torch-cpu" runs PyTorch's code paths on the CPU, to try them where no GPU is lent.
+        self.name = "torch" if name == "torch-cpu" else name
+        self.gpu = name in ("torch", "cupy")
+        if self.name == "torch":
             import torch
 
-            self.xp, self.device = torch, torch.device("cuda")
+            self.xp, self.device = torch, torch.device("cuda" if self.gpu else "cpu")
         elif name == "cupy":
             import cupy
 
@@ -86,6 +89,9 @@ class Device:
         return None
 
     def describe(self):
+        if not self.gpu:
+            plumbing = "PyTorch" if self.name == "torch" else "array_api_strict"
+            return f"{plumbing} on the CPU (not a GPU: plumbing only)"
         if self.name == "torch":
             import torch
 
@@ -94,7 +100,6 @@ class Device:
             import cupy
 
             return cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
-        return "array_api_strict on the CPU (not a GPU: plumbing only)"
 
     def asarray(self, array):
         if self.name == "torch":
@@ -102,16 +107,20 @@ class Device:
         return self.xp.asarray(array)
 
     def synchronize(self):
+        if not self.gpu:
+            return
         if self.name == "torch":
             self.xp.cuda.synchronize()
         elif self.name == "cupy":
             self.xp.cuda.Device().synchronize()
 
     def reset_peak(self):
-        if self.name == "torch":
+        if self.gpu and self.name == "torch":
             self.xp.cuda.reset_peak_memory_stats()
 
     def peak_bytes(self):
+        if not self.gpu:
+            return None
         if self.name == "torch":
             return int(self.xp.cuda.max_memory_allocated())
         if self.name == "cupy":
@@ -248,13 +257,15 @@ def large_fit(device, n_samples):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--namespace", choices=["torch", "cupy", "array_api_strict"], default=None)
+    parser.add_argument(
+        "--namespace", choices=["torch", "cupy", "array_api_strict", "torch-cpu"], default=None
+    )
     parser.add_argument("--large", type=int, default=1_000_000, help="images of the large fit")
     parser.add_argument("--quick", action="store_true", help="2000 and 20 000 images instead")
     args = parser.parse_args()
 
     name = args.namespace or Device.available()
-    if name is None or (name != "array_api_strict" and Device.available() != name):
+    if name is None or (name in ("torch", "cupy") and Device.available() != name):
         print(f"no GPU here for {name or 'PyTorch with CUDA or CuPy'}: nothing measured.")
         return
     device = Device(name)
@@ -277,7 +288,8 @@ def main():
         f"the matmul rate; default fit {large['device_seconds']:.1f} s ({large['device_iterations']} "
         f"iterations), peak device memory {large['peak_device_mib']:.0f} MiB"
     )
-    suffix = "_plumbing" if name == "array_api_strict" else ("_quick" if args.quick else "")
+    plumbing = {"array_api_strict": "_plumbing", "torch-cpu": "_plumbing_torch_cpu"}
+    suffix = plumbing.get(name, "_quick" if args.quick else "")
     _common.write_json(
         f"bench_gpu{suffix}",
         {"machine": info, "device": device.describe(), "comparison": comparison, "large": large},
