@@ -5,9 +5,10 @@ A default ``KerDenSOM()`` fit of ``make_adk_path(N)`` (64x64 px, unmasked, SNR 0
 
 * the passes of every annealing step (``annealing_history_``);
 * for the first and the last step (those held to ``tol = 1e-7``; the others stop at ``annealing_tol``):
-  the passes until the width's relative change over one EM iteration first fell to 1e-6, the passes from
-  there to the end (the *tail*), the readings of that change in the tail (median, smallest, largest), and
-  how far the width moved in the tail, relative to itself (a drift of the fixed point, or noise);
+  the iterations (states of the step's path; its passes also count rejected extrapolations) until the
+  width's relative change over one EM iteration first fell to 1e-6, the iterations from there to the end
+  (the *tail*), the readings of that change in the tail (median, smallest, largest), and how far the width
+  moved in the tail, relative to itself (a drift of the fixed point, or noise);
 * for the last step, SQUAREM's step lengths ``|r| / |v|`` (see ``sklearn_kerdensom._acceleration``) of
   the code vectors, which the jumps use, and of the width alone (median over the step's cycles).
 
@@ -61,7 +62,7 @@ class StepLengths:
 
 
 def tail(step):
-    """The tail of one step's trace: passes before and after the change first fell to TAIL_FROM."""
+    """The tail of one step's trace: iterations before and after the change first fell to TAIL_FROM."""
     changes = np.asarray(step.sigma_change)
     below = np.flatnonzero(changes <= TAIL_FROM)
     start = int(below[0]) if below.size else len(changes)
@@ -69,8 +70,8 @@ def tail(step):
     sigmas = np.asarray(step.sigma)
     return {
         "passes": step.n_iter,
-        "passes_to_1e-6": start + 1,
-        "tail_passes": len(readings) - 1 if readings.size else 0,
+        "iterations_to_1e-6": start + 1,
+        "tail_iterations": len(readings) - 1 if readings.size else 0,
         "tail_median_change": float(np.median(readings)) if readings.size else np.nan,
         "tail_smallest_change": float(readings.min()) if readings.size else np.nan,
         "tail_largest_change": float(readings.max()) if readings.size else np.nan,
