@@ -87,7 +87,7 @@ def test_select_refuses_what_it_must_not_do(tmp_path, capsys):
     for overwrite in ([], ["--overwrite"]):
         code, stderr = _select_in_process(capsys, run, "--classes", "1-6", "--out", foreign, *overwrite)
         assert code == 1 and foreign.read_text() == "a user's own file\n"
-    assert "kerdensom did not write it" in stderr
+    assert "is not a subset written by kerdensom select" in stderr
 
     ours = tmp_path / "ours.star"
     assert _select_in_process(capsys, run, "--classes", "1-6", "--out", ours)[0] == 0
@@ -95,6 +95,18 @@ def test_select_refuses_what_it_must_not_do(tmp_path, capsys):
     assert code == 1 and "exists; nothing was written" in stderr
     assert _select_in_process(capsys, run, "--classes", "1-6", "--out", ours, "--overwrite")[0] == 0
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary left
+
+    # A subset the user has edited since is the user's file now (on main it was replaced).
+    edited = ours.read_text() + "# my note on these classes\n"
+    ours.write_text(edited)
+    code, stderr = _select_in_process(capsys, run, "--classes", "1", "--out", ours, "--overwrite")
+    assert code == 1 and "has been changed since" in stderr and ours.read_text() == edited
+    # classify's own particles.star belongs to its run: select does not replace it either.
+    run_star = run / "particles.star"
+    before = run_star.read_bytes()
+    code, stderr = _select_in_process(capsys, run, "--classes", "1", "--out", run_star, "--overwrite")
+    assert code == 1 and "not a subset written by kerdensom select" in stderr
+    assert run_star.read_bytes() == before
 
 
 def test_write_particle_star_does_not_replace_a_file_unless_asked(tmp_path):

@@ -1,6 +1,8 @@
 """``kerdensom select``: the particles of chosen classes of a run as a STAR file, to classify again."""
 
+import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -8,8 +10,10 @@ from .. import __version__, _signals
 from .._output_directory import _rename_no_replace
 from ._console import _say
 
-# The first line of every subset STAR file kerdensom writes: --overwrite replaces only such a file.
+# The first line of every subset STAR file kerdensom writes starts with this marker and holds the
+# SHA-256 of the lines below it: --overwrite replaces only such a file, and only as it was written.
 SUBSET_MARKER = "written by sklearn-kerdensom"
+_DIGEST = re.compile(r"\(sha256 ([0-9a-f]{64}) of the lines below\)")
 
 
 def _select(args):
@@ -24,8 +28,13 @@ def _select(args):
     os.close(descriptor)
     temporary = Path(temporary)
     try:
-        header = f"{SUBSET_MARKER} {__version__}: {' '.join(['kerdensom', *args.argv])}"
-        write_particle_star(subset, temporary, header=header, overwrite=True)  # its own temporary file
+        write_particle_star(subset, temporary, overwrite=True)  # its own temporary file
+        body = temporary.read_bytes()
+        header = (
+            f"# {SUBSET_MARKER} {__version__} (sha256 {_sha256(body)} of the lines below): "
+            f"{' '.join(['kerdensom', *args.argv])}\n"
+        )
+        temporary.write_bytes(header.encode("utf-8") + body)
         with _signals.deferred():
             if args.overwrite and args.out.exists():
                 _check_subset_target(args)  # again: what is there now must still be a subset it wrote
@@ -67,9 +76,22 @@ def _check_subset_target(args):
         raise ValueError(
             f"--out {out} exists; nothing was written (--overwrite replaces a subset kerdensom wrote)"
         )
-    with open(out, encoding="utf-8", errors="replace") as existing:
-        first_line = existing.readline()
+    with open(out, "rb") as existing:
+        first_line = existing.readline().decode("utf-8", errors="replace")
+        body = existing.read()
     if not first_line.startswith(f"# {SUBSET_MARKER}"):
         raise ValueError(
-            f"--out {out} exists and kerdensom did not write it: it is not replaced, even with --overwrite"
+            f"--out {out} exists and is not a subset written by kerdensom select: it is not replaced, "
+            "even with --overwrite"
         )
+    digest = _DIGEST.search(first_line)
+    if digest is None or digest.group(1) != _sha256(body):
+        raise ValueError(
+            f"--out {out} is a subset kerdensom select wrote, but it has been changed since (or it was "
+            "written by a version that did not record its checksum): it is not replaced, even with "
+            "--overwrite; move it away or give another --out"
+        )
+
+
+def _sha256(content):
+    return hashlib.sha256(content).hexdigest()
