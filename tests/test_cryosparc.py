@@ -96,3 +96,44 @@ def test_a_missing_passthrough_or_blob_field_is_named(tmp_path):
         read_particle_table(tmp_path / "alone" / "no_blob.cs")
     with pytest.raises(ValueError, match=r"passthrough is for cryoSPARC \.cs particle files"):
         read_particle_table(RELION31_STAR, passthrough=tmp_path / "short_passthrough.cs")
+
+
+def test_a_missing_or_unreadable_cs_file_is_a_one_line_error(tmp_path):
+    """A passthrough file that is not there, or a .cs file that is not one, is named in a one-line error
+    (found by a new-user trial: both printed cryosparc-tools' traceback)."""
+    from .test_cli import FAST, kerdensom
+
+    _, project, _, _ = _cryosparc_project(tmp_path)
+    particles = project / "J2" / "J2_particles.cs"
+    with pytest.raises(FileNotFoundError, match=r"cryoSPARC passthrough file not found: .*nothere\.cs"):
+        read_particle_table(particles, passthrough=tmp_path / "nothere.cs")
+    junk = tmp_path / "junk.cs"
+    junk.write_text("junk\n")
+    with pytest.raises(ValueError, match=r"junk\.cs is not a cryoSPARC \.cs particle file that can be read"):
+        read_particle_table(junk)
+    passthrough = ["--passthrough", tmp_path / "nothere.cs"]
+    for arguments in (
+        ["classify", particles, *passthrough, "--mask-radius", "6", *FAST, "--out", tmp_path / "a"],
+        ["classify", junk, "--mask-radius", "6", *FAST, "--out", tmp_path / "b"],
+        ["select", junk, "--classes", "1", "--out", tmp_path / "c.star"],
+    ):
+        code, _, stderr = kerdensom(*arguments)
+        assert code == 1 and "Traceback" not in stderr and stderr.count("\n") == 1, stderr
+    assert junk.read_text() == "junk\n"
+    assert not any((tmp_path / name).exists() for name in ("a", "b", "c.star"))
+
+
+def test_a_cs_file_without_its_passthrough_says_where_the_ctf_went(tmp_path):
+    from .test_cli import FAST, kerdensom
+
+    _, project, _, _ = _cryosparc_project(tmp_path)
+    alone = tmp_path / "copied"
+    alone.mkdir()
+    (project / "J2" / "J2_particles.cs").rename(alone / "J2_particles.cs")
+    code, _, stderr = kerdensom(
+        "classify", alone / "J2_particles.cs", "--image-root", project, "--mask-radius", "6", *FAST,
+        "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "no CTF parameters" in stderr
+    assert "there is no passthrough file beside it: give it with --passthrough" in stderr

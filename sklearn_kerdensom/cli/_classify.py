@@ -60,16 +60,21 @@ def _check_ctf(args, metadata):
     missing = missing_ctf_columns(metadata)
     if not missing:
         return
+    from ..io._cryosparc import find_passthrough
+
+    without_ctf = f"{args.star} has no CTF parameters ({', '.join(missing)} missing"
+    if args.star.suffix == ".cs" and args.passthrough is None and find_passthrough(args.star) is None:
+        # cryoSPARC keeps the CTF in the passthrough file, often left behind when a job's .cs is copied.
+        without_ctf += ", and there is no passthrough file beside it: give it with --passthrough"
     if args.ctf == "phase-flip":
         raise ValueError(
-            f"--ctf phase-flip: {args.star} has no CTF parameters ({', '.join(missing)} missing); use "
-            "--ctf none for particles that need no correction"
+            f"--ctf phase-flip: {without_ctf}); use --ctf none for particles that need no correction"
         )
     if args.ctf == "auto":
         _warn(
             args,
-            f"{args.star} has no CTF parameters ({', '.join(missing)} missing): the particles are classified "
-            "without CTF correction; unless they are already corrected, the map may sort them by defocus",
+            f"{without_ctf}): the particles are classified without CTF correction; unless they are already "
+            "corrected, the map may sort them by defocus",
         )
 
 

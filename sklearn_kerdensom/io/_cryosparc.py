@@ -60,6 +60,18 @@ def _dataset_class():
     return Dataset
 
 
+def _load_dataset(path, role):
+    """A ``.cs`` file as a cryosparc-tools Dataset; errors that name the file and what it is for."""
+    Dataset = _dataset_class()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"cryoSPARC {role} not found: {path}")
+    try:
+        return Dataset.load(str(path))
+    except Exception as error:  # cryosparc-tools' DatasetLoadError and NumPy's errors alike
+        raise ValueError(f"{path} is not a cryoSPARC .cs {role} that can be read ({error})") from None
+
+
 def find_passthrough(cs_path):
     """The passthrough file beside a cryoSPARC ``.cs`` particle file, or None if there is not exactly one."""
     cs_path = Path(cs_path)
@@ -86,14 +98,16 @@ def read_cryosparc_tables(cs_path, passthrough=None):
 
     Raises
     ------
+    FileNotFoundError
+        If the passthrough file given does not exist.
     ValueError
-        If the files have no ``blob/path`` and ``blob/idx``, or the passthrough file lacks particles.
+        If a file is not a readable ``.cs`` file, the files have no ``blob/path`` and ``blob/idx``, or
+        the passthrough file lacks particles.
     """
-    Dataset = _dataset_class()
-    particles = Dataset.load(str(cs_path))
+    particles = _load_dataset(cs_path, "particle file")
     passthrough = find_passthrough(cs_path) if passthrough is None else Path(passthrough)
     if passthrough is not None:
-        extra = Dataset.load(str(passthrough))
+        extra = _load_dataset(passthrough, "passthrough file")
         joined = particles.innerjoin(extra)
         if len(joined) != len(particles):
             raise ValueError(
