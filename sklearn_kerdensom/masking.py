@@ -54,6 +54,25 @@ def circular_mask(shape, radius, soft_edge=0.0):
     return 0.5 * (1.0 + np.cos(np.pi * fall_off))
 
 
+def checked_mask(mask):
+    """A 2-D mask checked as :class:`MaskVectorizer` uses it: boolean, or weights in [0, 1] (clipped
+    to it within rounding); a ValueError names what is wrong (shape, NaN, values, no pixel)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be a 2-D image; got shape {mask.shape}.")
+    if mask.dtype != bool:
+        mask = check_array(mask, dtype=np.float64, input_name="mask")
+        low, high = float(mask.min()), float(mask.max())
+        if low < -_MASK_TOLERANCE or high > 1 + _MASK_TOLERANCE:
+            # repr, not a rounded format: a value just outside [0, 1] must show why it is refused.
+            raise ValueError(f"mask values must be in [0, 1]; got values from {low!r} to {high!r}.")
+        # np.clip makes a new array: check_array may have returned the user's own mask.
+        mask = np.clip(mask, 0.0, 1.0)
+    if not np.any(mask):
+        raise ValueError("mask selects no pixel: every value is 0.")
+    return mask
+
+
 def _finite_number(value, name):
     # NaN passes every comparison check (NaN <= 0 is False), and an infinite radius or edge is no disc.
     number = float(value)
@@ -117,20 +136,7 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
         self.image_shape = image_shape
 
     def _checked_mask(self):
-        mask = np.asarray(self.mask)
-        if mask.ndim != 2:
-            raise ValueError(f"mask must be a 2-D image; got shape {mask.shape}.")
-        if mask.dtype != bool:
-            mask = check_array(mask, dtype=np.float64, input_name="mask")
-            low, high = float(mask.min()), float(mask.max())
-            if low < -_MASK_TOLERANCE or high > 1 + _MASK_TOLERANCE:
-                # repr, not a rounded format: a value just outside [0, 1] must show why it is refused.
-                raise ValueError(f"mask values must be in [0, 1]; got values from {low!r} to {high!r}.")
-            # np.clip makes a new array: check_array may have returned the user's own mask.
-            mask = np.clip(mask, 0.0, 1.0)
-        if not np.any(mask):
-            raise ValueError("mask selects no pixel: every value is 0.")
-        return mask
+        return checked_mask(self.mask)
 
     def _image_shape(self, X, mask):
         """Shape of the images of ``X``, or None for pass-through."""

@@ -266,6 +266,39 @@ def test_wrong_mask_size(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (2.0, "mask values must be in [0, 1]; got values from 2.0 to 2.0"),
+        (np.nan, "Input mask contains NaN"),
+        (0.0, "mask selects no pixel"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Data array contains NaN values:RuntimeWarning")  # mrcfile, writing it
+def test_mask_values_are_checked_before_any_particle_is_read(tmp_path, values, message):
+    """A new-user trial found these refused only after every particle was read, phase-flipped and
+    aligned: hours on a large data set."""
+    mask = tmp_path / "mask.mrc"
+    with mrcfile.new(mask) as mrc:
+        mrc.set_data(np.full((64, 64), values, dtype=np.float32))
+    code, stdout, stderr = kerdensom(
+        "classify", PARTICLES / "rln_proj_64.star", "--mask", mask, "--out", tmp_path / "out"
+    )
+    assert code == 1 and "read" not in stdout
+    assert stderr.startswith(f"kerdensom: error: mask {mask}: ") and message in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_soft_edge_with_a_mask_file_is_refused(tmp_path):
+    mask = tmp_path / "mask.mrc"
+    with mrcfile.new(mask) as mrc:
+        mrc.set_data(np.ones((64, 64), dtype=np.float32))
+    arguments = ["classify", PARTICLES / "rln_proj_64.star", "--mask", mask, "--soft-edge", "5"]
+    code, stdout, stderr = kerdensom(*arguments, "--out", tmp_path / "o")
+    assert code == 2 and "read" not in stdout and "a --mask file has its own edge" in stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_existing_output_directory_needs_overwrite(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

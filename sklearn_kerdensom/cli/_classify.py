@@ -18,8 +18,9 @@ from ..ctf import (
     missing_ctf_columns,
     pixel_size_of,
 )
-from ..masking import circular_mask
+from ..masking import checked_mask, circular_mask
 from ..metrics import position_correlation
+from ._arguments import UsageError
 from ._console import _progress_bars, _say, _warn
 from ._fitting import _check_settings, _estimator, _fit
 from ._outputs import _output_directory, _summary, _wiener_averages, _write_outputs
@@ -51,7 +52,10 @@ def _read_mask(path):
         mask = mask[0]
     if mask.ndim != 2:
         raise ValueError(f"mask {path} must be a 2-D image; it has shape {mask.shape}")
-    return mask
+    try:
+        return checked_mask(mask)  # before any particle is read
+    except ValueError as error:
+        raise ValueError(f"mask {path}: {error}") from None
 
 
 def _check_ctf(args, metadata):
@@ -95,6 +99,11 @@ def _mask_for(args, shape, classified_shape):
     """The mask of the command line for images of ``shape`` classified at ``classified_shape``, checked
     against them before any image is read."""
     if args.mask is not None:
+        if args.soft_edge:
+            raise UsageError(
+                f"--soft-edge {args.soft_edge:g} shapes the edge of --mask-radius; a --mask file has its own "
+                "edge (soften it in the file)"
+            )
         mask = _read_mask(args.mask)
         if mask.shape != classified_shape:
             resized = " (--box)" if classified_shape != shape else ""
