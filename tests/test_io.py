@@ -301,7 +301,6 @@ def test_image_addressing_forms(tmp_path):
     names = [
         "000002@stack.mrcs",
         "single.mrc",
-        "stack.mrcs",
         "3@stack.mrcs:mrcs",
         f"2@{other}",
         "1@sub/other.mrcs",
@@ -313,7 +312,6 @@ def test_image_addressing_forms(tmp_path):
     expected = [
         _mrc_data(stack)[1],
         _mrc_data(single),
-        _mrc_data(stack)[0],
         _mrc_data(stack)[2],
         _mrc_data(other)[1],
         _mrc_data(other)[0],
@@ -388,6 +386,25 @@ def test_image_index_out_of_range(tmp_path, index):
     _write_mrc(tmp_path / "stack.mrcs", _stack(5))
     star = _write_star(tmp_path / "particles.star", {"rlnImageName": ["1@stack.mrcs", f"{index}@stack.mrcs"]})
     with pytest.raises(ValueError, match=rf"row 1 .*image {index} of stack 'stack\.mrcs'.* holds 5 image"):
+        load_particles(star, align=False)
+
+
+def test_a_bare_name_reads_a_single_image_file_but_not_a_stack(tmp_path):
+    """A name without ``N@`` is a whole file: one image (RELION's single-particle files). For a stack of
+    several images it is an error (it silently read image 1 for every such particle)."""
+    images = _stack(2)
+    for number, image in enumerate(images):
+        _write_mrc(tmp_path / f"particle{number}.mrc", image[None])
+    star = _write_star(tmp_path / "single.star", {"rlnImageName": ["particle0.mrc", "particle1.mrc"]})
+    np.testing.assert_array_equal(load_particles(star, align=False).images, images)
+
+    _write_mrc(tmp_path / "stack.mrcs", _stack(5))
+    star = _write_star(tmp_path / "particles.star", {"rlnImageName": ["1@stack.mrcs", "stack.mrcs"]})
+    with pytest.raises(
+        ValueError,
+        match=r"row 1 .*names stack 'stack\.mrcs' without an image number, but "
+        r"it holds 5 images; name each particle's image as N@stack\.mrcs",
+    ):
         load_particles(star, align=False)
 
 

@@ -26,6 +26,7 @@ from ._star import (
     _pixel_size_from_metadata,
     _resolve_stack,
     _shifts_in_pixels,
+    _unnumbered,
 )
 
 # The entries of read_particle_table's Bunch that load_particles reads.
@@ -238,7 +239,8 @@ def load_particles(
         does not exist.
     ValueError
         If the file has no ``rlnImageName`` column, a block it reads has a
-        column twice, an image index is out of its stack, a stack's header
+        column twice, an image index is out of its stack, a stack of several
+        images is named without an image number, a stack's header
         does not match its size, the images differ in size, a pixel is NaN or
         infinite, origins are in Å but no pixel size is known, or ``ctf`` is
         ``"phase-flip"`` and the file has no CTF parameters or no pixel size
@@ -254,7 +256,12 @@ def load_particles(
 
     report = (lambda stage: None) if progress is None else (lambda stage: partial(progress, stage))
     images, header_pixel_size = _read_images(
-        addresses, star_path, table["stack_paths"], scratch_dir, report("read")
+        addresses,
+        _unnumbered(metadata[IMAGE_COLUMN]),
+        star_path,
+        table["stack_paths"],
+        scratch_dir,
+        report("read"),
     )
     _check_finite_images(images, addresses, star_path)
 
@@ -312,7 +319,14 @@ def _check_directory(directory, name):
     return directory
 
 
-def _check_indices(indices, rows, n_images, stack, star_path):
+def _check_indices(indices, unnumbered, rows, n_images, stack, star_path):
+    if n_images > 1 and unnumbered.any():
+        # RELION reads a bare name as a whole file: image 1 of a stack for every such particle is wrong.
+        row = rows[np.flatnonzero(unnumbered)[0]]
+        raise ValueError(
+            f"{star_path}: particle row {row} (0-based) names stack {stack!r} without an image number, but "
+            f"it holds {n_images} images; name each particle's image as N@{stack} (N from 1)."
+        )
     bad = np.flatnonzero((indices < 1) | (indices > n_images))
     if bad.size:
         row, index = rows[bad[0]], indices[bad[0]]
@@ -334,9 +348,10 @@ def _image_chunks(n_images, image_shape):
     return sample_chunks(n_images, math.prod(image_shape), 1)
 
 
-def _read_images(addresses, star_path, stack_paths, scratch_dir, progress=None):
+def _read_images(addresses, unnumbered, star_path, stack_paths, scratch_dir, progress=None):
     """Images (n, h, w) float32 in row order, and the stacks' common voxel size (None if unset).
 
+    ``unnumbered`` (see :func:`._star._unnumbered`) marks the rows named without an image number;
     ``stack_paths`` maps every stack name of ``addresses`` to its file.
     """
     rows_by_stack = {}
@@ -348,7 +363,7 @@ def _read_images(addresses, star_path, stack_paths, scratch_dir, progress=None):
     for stack, rows in rows_by_stack.items():
         stack_images, voxel_size = _map_stack(stack_paths[stack])
         rows = np.asarray(rows)
-        _check_indices(indices[rows], rows, stack_images.shape[0], stack, star_path)
+        _check_indices(indices[rows], unnumbered[rows], rows, stack_images.shape[0], stack, star_path)
         if images is None:
             images = _new_images((len(addresses), *stack_images.shape[1:]), scratch_dir)
             first_stack = stack

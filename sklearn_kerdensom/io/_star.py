@@ -95,7 +95,8 @@ def _merge_optics(particles, optics, star_path):
 
 
 def _parse_image_name(name, row, star_path):
-    """``(index, stack)`` of an image name: ``NNNNNN@stack`` (index from 1) or a bare ``stack`` (index 1)."""
+    """``(index, stack)`` of an image name: ``NNNNNN@stack`` (index from 1) or a bare file name of one
+    image (index 1; a stack of several is refused when it is read, see :func:`_unnumbered`)."""
     if pd.isna(name) or not str(name).strip():
         raise ValueError(f"{star_path}: particle row {row} (0-based) has no {IMAGE_COLUMN}.")
     text = str(name).strip()
@@ -115,6 +116,12 @@ def _parse_image_name(name, row, star_path):
     if not stack:
         raise ValueError(f"{star_path}: particle row {row} (0-based) has image name {text!r} with no file.")
     return index, stack
+
+
+def _unnumbered(names):
+    """Whether each image name is a bare file name (no ``N@``), boolean array: :func:`_parse_image_name`
+    reads it as the file's first image, which is only right for a file of one image."""
+    return np.array(["@" not in str(name) for name in names], dtype=bool)
 
 
 def _stack_candidates(stack, star_dir, image_root):
