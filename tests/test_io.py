@@ -440,8 +440,12 @@ def test_origins_in_angstrom_without_pixel_size(tmp_path):
     star = _write_star(
         tmp_path / "particles.star", {"rlnImageName": ["1@stack.mrcs"], "rlnOriginYAngst": [3.0]}
     )
-    with pytest.raises(ValueError, match=r"rlnOriginXAngst.*pixel_size="):
+    with pytest.raises(ValueError, match=r"rlnOriginXAngst.*pass pixel_size=\."):
         load_particles(star, align=False)
+    from .test_cli import kerdensom
+
+    code, _, stderr = kerdensom("classify", star, "--mask-radius", "3", "--out", tmp_path / "out")
+    assert code == 1 and "pass --pixel-size." in stderr and "pixel_size" not in stderr, stderr
 
 
 def test_optics_group_not_in_optics_block(tmp_path):
@@ -866,7 +870,13 @@ def test_missing_stack_error_says_where_it_looked_and_what_to_do(tmp_path, monke
     assert str(tmp_path / "Extract/job007/Micrographs/mic001.mrcs") in message  # the current directory
     assert str(star.parent / "Extract/job007/Micrographs/mic001.mrcs") in message  # beside the STAR file
     assert str(project / "Extract/job007/Micrographs/mic001.mrcs") in message  # and above it
-    assert "Run from the RELION project directory" in message and "--image-root DIR" in message
+    assert "Run from the RELION project directory" in message and "with image_root=." in message
+    # The command line names its own options (a new-user trial found image_root= and "classify" in select's).
+    from .test_cli import kerdensom
+
+    for command in (["classify", star, "--mask-radius", "20"], ["select", star, "--classes", "1"]):
+        code, _, stderr = kerdensom(*command, "--out", tmp_path / "out", cwd=tmp_path)
+        assert code == 1 and "with --image-root DIR." in stderr and "image_root" not in stderr, stderr
 
 
 @pytest.mark.parametrize("scratch", [False, True])

@@ -108,6 +108,17 @@ _FLAGS = {
 }
 
 
+# The reading functions' keyword arguments that their messages suggest, as the command line's options.
+_READING_KEYWORDS = {"pixel_size=": "--pixel-size", "image_root=": "--image-root DIR"}
+
+
+def _reading_keywords_in_flags(message):
+    """A reading function's error message with the keyword arguments it suggests as the options."""
+    for keyword, flag in _READING_KEYWORDS.items():
+        message = message.replace(keyword, flag)
+    return message
+
+
 def _in_flags(message):
     """An estimator's error message with its parameter names replaced by the command line's flags."""
     for name, flag in _FLAGS.items():

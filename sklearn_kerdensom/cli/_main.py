@@ -6,7 +6,7 @@ import signal
 import sys
 
 from .. import _signals
-from ._arguments import UsageError, _parser
+from ._arguments import UsageError, _parser, _reading_keywords_in_flags
 from ._classify import _classify
 from ._demo import _demo
 from ._select import _select
@@ -53,6 +53,6 @@ def main(argv=None):
         )
         return 1
     except (OSError, ValueError) as error:
-        print(f"kerdensom: error: {error}", file=sys.stderr)
+        print(f"kerdensom: error: {_reading_keywords_in_flags(str(error))}", file=sys.stderr)
         return 1
     return 0

@@ -148,11 +148,12 @@ def _resolve_stack(stack, star_path, image_root):
         if candidate.is_file():
             return candidate
     looked = ", ".join(str(c) for c in candidates)
+    # cryoSPARC names its stacks from the project directory as RELION does (blob/path).
+    project = "cryoSPARC" if star_path.suffix == ".cs" else "RELION"
     hint = (
         ""
         if image_root is not None
-        else " Run from the RELION project directory, or give where the stacks are now with image_root= "
-        "(kerdensom classify --image-root DIR)."
+        else f" Run from the {project} project directory, or give where the stacks are now with image_root=."
     )
     raise FileNotFoundError(f"stack {stack!r} named in {star_path} was not found; looked at: {looked}.{hint}")
 
