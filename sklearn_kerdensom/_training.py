@@ -255,7 +255,7 @@ def iterate_plainly(step, code_vectors, sigma):
     return code_vectors, sigma
 
 
-def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0, steps=None):
+def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0, steps=None, start=None):
     """Run every annealing step of ``schedule`` from the given state.
 
     Parameters
@@ -277,6 +277,9 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0, st
         ``(first, n_steps)``: the number of the first step (from 0) and of all the steps of the fit, for
         the messages and the progress of a fit that runs its steps in several calls (a subspace fit's
         last step runs on every feature); None: this call runs them all.
+    start : float, default=None
+        ``time.perf_counter()`` at the start of the fit, from which the messages count the elapsed
+        time (a fit in several calls); None: the start of this call.
 
     Returns
     -------
@@ -288,7 +291,7 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0, st
     iterate = iterate_squarem if problem.accelerated else iterate_plainly
     sigma = max(sigma, problem.sigma_floor)
     traces = []
-    start = time.perf_counter()
+    start = time.perf_counter() if start is None else start
     for number, (regularization, tol) in enumerate(zip(schedule, tols, strict=True), start=first):
         trace = StepTrace(regularization=regularization, tol=tol)
         step = AnnealingStep(problem, trace, max_iter, number, n_steps, verbose)

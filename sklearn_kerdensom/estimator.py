@@ -1,5 +1,6 @@
 """The KerDenSOM estimator: a kernel-density self-organizing map."""
 
+import time
 import warnings
 from dataclasses import dataclass, replace
 from numbers import Integral, Real
@@ -254,6 +255,11 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         passes from rejected extrapolations, see ``acceleration``),
         ``"converged"`` and ``"objective_per_iteration"`` (one entry per state
         of the step's path: ``n_iter - n_rejected`` entries).
+    subspace_components_ : int or None
+        Dimensions of the subspace the fit ran in: ``subspace_components``,
+        or fewer when the data have fewer features, or the basis fewer
+        samples (a subspace cannot have more dimensions than either); None
+        for a fit on every feature.
     node_positions_ : ndarray of shape (n_nodes, 2)
         Grid coordinates of the nodes: x (column; +0.5 on odd rows of a
         hexagonal map) and y (row).
@@ -411,7 +417,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             ),
             accelerated=self._accelerated(),
         )
-        code_vectors, sigma, traces = self._anneal(problem, schedule, random_state)
+        code_vectors, sigma, traces, self.subspace_components_ = self._anneal(problem, schedule, random_state)
 
         self._frame = frame
         # In the namespace and on the device of X (all fitted arrays are, as scikit-learn's
@@ -544,7 +550,11 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         tols = self._step_tols(schedule)
         if self.subspace_components is None:
             code_vectors, sigma = self._initialize(problem.samples, random_state, problem.storage_dtype)
-            return anneal(problem, code_vectors, sigma, schedule, self.max_iter, tols, self.verbose)
+            return (
+                *anneal(problem, code_vectors, sigma, schedule, self.max_iter, tols, self.verbose),
+                None,
+            )
+        start = time.perf_counter()
         subspace = fit_subspace(problem.samples, int(self.subspace_components))
         reduced = replace(problem, samples=reduce_samples(problem.samples, subspace, self._n_threads()))
         coordinates, sigma = self._initialize(reduced.samples, random_state, problem.storage_dtype)
@@ -553,7 +563,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
                 reduced, coordinates, sigma, schedule, self.max_iter, tols, self.verbose
             )
             code_vectors, sigma = refine(problem, subspace.lift(coordinates), sigma, schedule[-1])
-            return code_vectors, sigma, traces
+            return code_vectors, sigma, traces, subspace.n_components
         # The subspace organizes the map, the last steps on every feature finish it (see
         # _STEPS_ON_EVERY_FEATURE); one exact iteration at the end instead kept a path's neighbours
         # together far less (continuity 0.60 against 0.77 on bench_quality's path set, an earlier run).
@@ -568,6 +578,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             tols[:n_reduced],
             self.verbose,
             (0, n_steps),
+            start,
         )
         code_vectors, sigma, exact = anneal(
             problem,
@@ -578,8 +589,9 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             tols[n_reduced:],
             self.verbose,
             (n_reduced, n_steps),
+            start,
         )
-        return code_vectors, sigma, traces + exact
+        return code_vectors, sigma, traces + exact, subspace.n_components
 
     def _initialize(self, samples, random_state, storage_dtype):
         """Initial code vectors (internal coordinates, float64) and width."""

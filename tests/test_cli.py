@@ -153,6 +153,21 @@ def test_demo(tmp_path):
     )
     assert summary["path_correlation"] > 0.5
     assert "path coordinate vs map position" in stdout
+    assert summary["subspace_components"] is None
+
+
+def test_a_subspace_larger_than_the_data_says_what_it_used(tmp_path):
+    """--subspace beyond the data's dimensions ran without a word and the summary recorded the request."""
+    code, _, stderr = kerdensom(
+        "classify", PARTICLES / "rln_proj_64.star", "--mask-radius", "20", *FAST, "--subspace", "100000",
+        "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert code == 0, stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["subspace_components"] == 5  # the basis of 5 particles
+    assert summary["parameters"]["subspace_components"] == 100000  # what was asked
+    assert "--subspace 100000 is more dimensions than the data have (" in stderr
+    assert "5 particles): the fit ran in a subspace of 5" in stderr
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,10 @@ def test_the_final_exact_iteration_does_not_increase_the_objective(low_rank):
 def test_a_subspace_of_every_dimension_gives_the_full_fit(blobs):
     full = KerDenSOM(3, 2, random_state=0).fit(blobs)
     subspace = KerDenSOM(3, 2, subspace_components=blobs.shape[1], random_state=0).fit(blobs)
+    assert full.subspace_components_ is None and subspace.subspace_components_ == blobs.shape[1]
+    # More dimensions than the data have: the fit says in how many it ran.
+    beyond = KerDenSOM(3, 2, subspace_components=blobs.shape[1] + 5, random_state=0).fit(blobs)
+    assert beyond.subspace_components_ == blobs.shape[1]
     assert adjusted_rand_score(full.labels_, subspace.labels_) == 1.0
     np.testing.assert_allclose(subspace.score(blobs), full.score(blobs), rtol=1e-6)
     np.testing.assert_allclose(subspace.sigma_, full.sigma_, rtol=1e-5)

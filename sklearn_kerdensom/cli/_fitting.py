@@ -3,6 +3,7 @@
 import time
 import warnings
 
+import numpy as np
 from sklearn.pipeline import make_pipeline
 
 from .._topology import check_map_fits_in_memory
@@ -58,7 +59,19 @@ def _fit(images, mask, som, args):
         averager = ClassAverager(make_pipeline(MaskVectorizer(mask), som)).fit(images)
     for warning in caught:
         _warn(args, str(warning.message))
+    used = averager.estimator_[-1].subspace_components_
+    if used is not None and used < args.subspace:
+        _warn(
+            args,
+            f"--subspace {args.subspace} is more dimensions than the data have ({mask_pixels(mask)} mask "
+            f"pixels, {len(images)} particles): the fit ran in a subspace of {used}",
+        )
     return averager, time.perf_counter() - start
+
+
+def mask_pixels(mask):
+    """The pixels a mask selects: the features of the fit."""
+    return int(np.count_nonzero(mask))
 
 
 def _check_settings(args, n_particles):

@@ -14,6 +14,7 @@ import numpy as np
 from .. import __version__, _signals
 from .._output_directory import MANIFEST_KEY, SUMMARY, OutputDirectory, OutputRefused, manifest_entries
 from ._arguments import UsageError
+from ._fitting import mask_pixels
 
 # The interactive report (sklearn_kerdensom.report), written beside the other outputs. Like every file of
 # the staging directory it is listed in summary.json's manifest, so --overwrite may replace it.
@@ -76,7 +77,8 @@ def _summary(averager, images, mask, args, pixel_size):
         "n_particles": len(images),
         "image_shape": list(images.shape[1:]),
         "pixel_size": pixel_size,
-        "mask_pixels": int(np.count_nonzero(mask)),
+        "mask_pixels": mask_pixels(mask),
+        "subspace_components": fitted.subspace_components_,
         "sigma": fitted.sigma_,
         "n_iter": fitted.n_iter_,
         "converged": fitted.converged_,
