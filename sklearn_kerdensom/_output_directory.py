@@ -243,7 +243,13 @@ class OutputDirectory:
             except FileExistsError:
                 continue  # made meanwhile by someone else: not ours to remove
             self._made_parents.append(directory)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=parent))
+        try:
+            self.staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=parent))
+        except OSError as error:
+            # The error names a random hidden name; what the user needs is the place that is unusable.
+            raise OSError(
+                error.errno, f"cannot write the output {self.out} in {parent}: {error.strerror}"
+            ) from None
         # mkdtemp makes a private (0700) directory; the outputs get the user's usual permissions.
         self.staging.chmod(0o777 & ~_umask())
         return self.staging

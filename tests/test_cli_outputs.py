@@ -171,6 +171,17 @@ def test_out_holding_the_mask_is_refused(project, tmp_path):
     assert [path.name for path in out.iterdir()] == ["mask.mrc"]
 
 
+def test_an_unusable_out_is_named_in_the_error(tmp_path):
+    """The error named the hidden staging directory's random name, not the --out the user gave."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a user's notes\n")
+    code, _, stderr = kerdensom("demo", "--n-particles", "50", *FAST, "--out", notes / "run")
+    assert code == 1 and f"cannot write the output {notes / 'run'} in {notes}: Not a directory" in stderr
+    assert notes.read_text() == "a user's notes\n" and [path.name for path in tmp_path.iterdir()] == [
+        "notes.txt"
+    ]
+
+
 def test_overwrite_replaces_only_an_earlier_output(tmp_path):
     """``--overwrite`` replaces a directory that holds nothing but an earlier run's files (its manifest);
     one with any other file is refused, and that file kept."""
