@@ -294,13 +294,35 @@ def distance_rows(chunk, terms, centers):
     return namespace(chunk).sqrt(squared_distances(chunk, centers, terms))
 
 
+def _finite_rows(chunk, terms, rows_function, **parameters):
+    """``rows_function(chunk, terms, **parameters)``; a ValueError if a row is not finite.
+
+    The samples are finite (checked on input) and a fit refuses magnitudes whose squares overflow, but
+    samples given to a fitted map may lie so far from it that their squared distances do.
+    """
+    # An overflow shows in the rows, which the check below turns into the error: no warnings first.
+    with np.errstate(over="ignore", invalid="ignore"):
+        rows = rows_function(chunk, terms, **parameters)
+    xp = namespace(rows)
+    if not bool(xp.all(xp.isfinite(rows))):
+        raise ValueError(
+            "X is too far from the fitted map: its squared distances to the code vectors overflow "
+            f"(largest |x| in the fitted units: {float(xp.max(xp.abs(chunk))):.3g}); give samples on the "
+            "scale of the training data."
+        )
+    return rows
+
+
 def per_sample(samples, centers, rows_function, n_outputs=None, **parameters):
     """``rows_function(chunk, terms, prepared_centers, **parameters)`` for every sample.
 
     Returns a float64 array of shape (n_samples[, n_outputs]); a lazy Dask array for Dask samples.
+    Raises ValueError if a sample is so far from the code vectors that its rows are not finite.
     """
     prepared = samples.prepared_centers(centers)
-    return samples.map_rows(partial(rows_function, centers=prepared, **parameters), n_outputs)
+    return samples.map_rows(
+        partial(_finite_rows, rows_function=rows_function, centers=prepared, **parameters), n_outputs
+    )
 
 
 def nearest_nodes(samples, centers):

@@ -397,6 +397,10 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         # are checked as they are read): the fit's hundreds of passes need not check them again.
         n_threads = self._n_threads()
         frame = fit_frame(X, self.standardize, dtype, _CENTRE_ABOVE[self.objective], n_threads)
+        if frame.spread == 0.0:
+            # The width's floor is relative to the data's scale: with none, any other sample would be
+            # infinitely far from the map, and its memberships NaN.
+            raise ValueError("X is all zeros: a map needs samples with at least one non-zero value.")
         samples = samples_of(
             X, frame, dtype, self.n_nodes, values_checked=True, n_threads=n_threads
         ).cache_terms()

@@ -1,14 +1,41 @@
 """Quality measures of a fitted map.
 
-Each takes a fitted :class:`~sklearn_kerdensom.KerDenSOM` (fitted map) and,
-where it needs them, samples ``X`` in the units the map was fitted on.
+Each takes a fitted :class:`~sklearn_kerdensom.KerDenSOM`, a
+:class:`~sklearn.pipeline.Pipeline` ending in one, or a fitted
+:class:`~sklearn_kerdensom.ClassAverager` around either and, where it needs
+them, samples ``X`` as that estimator takes them (images for a pipeline that
+vectorizes them); distances are in the units the map was fitted on.
 """
 
 import numpy as np
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ._passes import per_sample, sq_distance_rows
 from ._topology import neighbour_pairs
+from .averaging import ClassAverager, _checked_images, _estimator_input
+from .estimator import KerDenSOM
+
+
+def _fitted_map(estimator, X=None):
+    """The fitted KerDenSOM inside ``estimator``, and ``X`` (if given) as that map takes it: through a
+    ClassAverager's image handling and the steps of a Pipeline before the map."""
+    if isinstance(estimator, ClassAverager):
+        check_is_fitted(estimator)
+        if X is not None:
+            X = _estimator_input(estimator.estimator_, _checked_images(X, "X"))
+        estimator = estimator.estimator_
+    if isinstance(estimator, Pipeline):
+        if X is not None:
+            X = estimator[:-1].transform(X)
+        estimator = estimator[-1]
+    if not isinstance(estimator, KerDenSOM):
+        raise TypeError(
+            "the map measures need a fitted KerDenSOM, a Pipeline ending in one, or a ClassAverager "
+            f"around either; got {type(estimator).__name__}."
+        )
+    check_is_fitted(estimator)
+    return estimator, X
 
 
 def _distances_to_centers(som, X):
@@ -24,13 +51,15 @@ def quantization_error(som, X):
 
     Parameters
     ----------
-    som : fitted KerDenSOM
+    som : fitted KerDenSOM, Pipeline ending in one, or ClassAverager
     X : array-like of shape (n_samples, n_features)
+        Or what the pipeline or averager takes (e.g. images).
 
     Returns
     -------
     error : float
     """
+    som, X = _fitted_map(som, X)
     sq_distances = _distances_to_centers(som, X)
     return float(som._frame.distance_to_raw(np.mean(np.sqrt(np.min(sq_distances, axis=1)))))
 
@@ -43,18 +72,19 @@ def topographic_error(som, X):
 
     Parameters
     ----------
-    som : fitted KerDenSOM
+    som : fitted KerDenSOM, Pipeline ending in one, or ClassAverager
     X : array-like of shape (n_samples, n_features)
+        Or what the pipeline or averager takes (e.g. images).
 
     Returns
     -------
     error : float in [0, 1]
     """
-    check_is_fitted(som)
+    som, X = _fitted_map(som, X)
+    sq_distances = _distances_to_centers(som, X)  # checks X, also for a map of one node
     fitted = som._fitted
     if fitted.n_nodes < 2:
         return 0.0
-    sq_distances = _distances_to_centers(som, X)
     nearest_two = np.sort(np.argpartition(sq_distances, 1, axis=1)[:, :2], axis=1)
     # Pairs as single numbers, first * n_nodes + second (first < second): no (n_nodes, n_nodes) array.
     first, second = neighbour_pairs(fitted.n_columns, fitted.n_rows, fitted.topology)
@@ -71,7 +101,7 @@ def u_matrix(som):
 
     Parameters
     ----------
-    som : fitted KerDenSOM
+    som : fitted KerDenSOM, Pipeline ending in one, or ClassAverager
 
     Returns
     -------
@@ -80,7 +110,7 @@ def u_matrix(som):
         a hexagonal map, odd rows sit half a node to the right. A node without
         neighbours (a 1 x 1 map) gets 0.
     """
-    check_is_fitted(som)
+    som, _ = _fitted_map(som)
     fitted = som._fitted
     centers = som._host_centers
     # Only neighbours' distances, so a 100 x 100 map needs no (n_nodes, n_nodes) array.
@@ -133,22 +163,12 @@ def position_correlation(positions, values):
     return float(np.corrcoef(fitted, values)[0, 1])
 
 
-def _final_map_and_input(estimator, X):
-    """The fitted map at the end of ``estimator`` (a KerDenSOM, or a Pipeline ending in one) and ``X``
-    transformed by the steps before it."""
-    from sklearn.pipeline import Pipeline
-
-    if isinstance(estimator, Pipeline):
-        return estimator[-1], estimator[:-1].transform(X)
-    return estimator, X
-
-
 def quantization_scorer(estimator, X, y=None):
     """Minus the :func:`quantization_error` of held-out ``X``: a scorer for model selection.
 
     Parameters
     ----------
-    estimator : fitted KerDenSOM, or Pipeline ending in one
+    estimator : fitted KerDenSOM, Pipeline ending in one, or ClassAverager
     X : array-like
         Held-out samples, as the estimator takes them (e.g. images for a pipeline).
     y : Ignored
@@ -158,8 +178,7 @@ def quantization_scorer(estimator, X, y=None):
     score : float
         Higher is better (``GridSearchCV(scoring=quantization_scorer)``).
     """
-    som, X = _final_map_and_input(estimator, X)
-    return -quantization_error(som, X)
+    return -quantization_error(estimator, X)
 
 
 def topographic_scorer(estimator, X, y=None):
@@ -167,7 +186,7 @@ def topographic_scorer(estimator, X, y=None):
 
     Parameters
     ----------
-    estimator : fitted KerDenSOM, or Pipeline ending in one
+    estimator : fitted KerDenSOM, Pipeline ending in one, or ClassAverager
     X : array-like
     y : Ignored
 
@@ -176,5 +195,4 @@ def topographic_scorer(estimator, X, y=None):
     score : float
         Higher is better.
     """
-    som, X = _final_map_and_input(estimator, X)
-    return -topographic_error(som, X)
+    return -topographic_error(estimator, X)

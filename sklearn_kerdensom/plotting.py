@@ -17,12 +17,11 @@ the row indices along its left side, and the class number ``#<node + 1>``
 """
 
 import numpy as np
-from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ._array_api import on_host
 from ._topology import TOPOLOGIES
-from .metrics import u_matrix
+from .metrics import _fitted_map, u_matrix
 
 _HEX_ROW_SPACING = np.sqrt(3.0) / 2.0
 # Images fill this fraction of their cell, so that neighbouring classes stay visibly apart.
@@ -118,8 +117,7 @@ def _map_axes(ax, fig, centres, *, extra_width=0.0):
 
 def _kerdensom(estimator):
     """The fitted map inside a ClassAverager or a Pipeline (or the map itself)."""
-    estimator = getattr(estimator, "estimator_", estimator)
-    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    return _fitted_map(estimator)[0]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -77,6 +77,36 @@ def test_scorers_take_a_pipeline_and_held_out_images():
     assert np.all(search.cv_results_["mean_test_topographic"] <= 0)
 
 
+def test_the_measures_take_a_pipeline_or_an_averager_and_name_what_they_cannot_take():
+    """They took a bare KerDenSOM only: the README's pipelines and averagers gave AttributeError
+    ('_samples'), and so did another clusterer (found by an API trial)."""
+    from sklearn.cluster import KMeans
+    from sklearn.pipeline import make_pipeline
+
+    from sklearn_kerdensom import ClassAverager, MaskVectorizer, circular_mask
+    from sklearn_kerdensom.datasets import make_adk_states
+    from sklearn_kerdensom.metrics import quantization_scorer
+
+    images = make_adk_states(10, snr=0.5, binning=2, random_state=0).images
+    mask = circular_mask(images.shape[1:], 12)
+    averager = ClassAverager(
+        make_pipeline(MaskVectorizer(mask), KerDenSOM(3, 2, max_iter=20, random_state=0))
+    ).fit(images)
+    pipeline = averager.estimator_
+    som, vectors = pipeline[-1], pipeline[0].transform(images)
+    for estimator in (pipeline, averager):
+        assert quantization_error(estimator, images) == quantization_error(som, vectors)
+        assert topographic_error(estimator, images) == topographic_error(som, vectors)
+        assert quantization_scorer(estimator, images) == -quantization_error(som, vectors)
+        np.testing.assert_array_equal(u_matrix(estimator), u_matrix(som))
+    kmeans = KMeans(3, n_init=1, random_state=0).fit(vectors)
+    for measure in (lambda: quantization_error(kmeans, vectors), lambda: u_matrix(kmeans)):
+        with pytest.raises(TypeError, match="need a fitted KerDenSOM, a Pipeline ending in one, or a Class"):
+            measure()
+    with pytest.raises(ValueError, match="X has 7 features, but KerDenSOM is expecting"):
+        topographic_error(KerDenSOM(1, 1).fit(vectors), np.zeros((2, 7)))  # checked on one node too
+
+
 def test_position_correlation_of_a_value_laid_out_along_the_map_and_of_one_it_ignores():
     from sklearn_kerdensom.metrics import position_correlation
 

@@ -139,3 +139,24 @@ def test_subnormal_data(blobs):
     assert np.all(np.isfinite(som.cluster_centers_))
     with pytest.raises(ValueError, match="X is too small to fit"):
         KerDenSOM(2, 2).fit(tiny)
+
+
+def test_all_zero_data_are_refused():
+    """The width's floor follows the data's scale; all zeros have none, and a fit gave NaN memberships
+    to any other sample (found by an API trial)."""
+    with pytest.raises(ValueError, match="X is all zeros"):
+        KerDenSOM(3, 3).fit(np.zeros((20, 4)))
+    som = KerDenSOM(3, 3, random_state=0).fit(np.ones((20, 4)))  # identical samples: a floor of their scale
+    assert np.all(np.isfinite(som.predict_proba(np.full((1, 4), 3.0))))
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "student_t"])
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "transform", "score_samples", "score"])
+def test_samples_too_far_from_the_map_are_an_error_not_nan(blobs, kernel, method):
+    """Finite samples so far from the map that their squared distances overflow gave NaN memberships and
+    scores, infinite distances and node 0 as every label (found by an API trial)."""
+    som = KerDenSOM(3, 2, kernel=kernel, random_state=0).fit(blobs)
+    far = np.full((2, blobs.shape[1]), 1e155)
+    with pytest.raises(ValueError, match="X is too far from the fitted map"):
+        getattr(som, method)(far)
+    assert np.all(np.isfinite(getattr(som, method)(blobs * 1e3)))  # far, but within range: an answer
