@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 from functools import partial
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context, clone
@@ -9,7 +10,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array
 from sklearn.utils._array_api import get_namespace
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
-from sklearn.utils._param_validation import HasMethods
+from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 from sklearn.utils.validation import check_is_fitted
 
 from ._array_api import is_numpy_or_dask, like, namespace, to_numpy
@@ -32,6 +33,27 @@ def _checked_images(images, name="images"):
     # The input's namespace under scikit-learn's array_api_dispatch, NumPy otherwise.
     xp, _ = get_namespace(images)
     return check_array(images, allow_nd=True, dtype=[xp.float64, xp.float32], input_name=name)
+
+
+def _checked_labels(labels, n_images, n_classes=None):
+    """``labels`` as an integer array of one class per image in ``0 .. n_classes - 1``, and
+    ``n_classes`` (``labels.max() + 1`` if None); a ValueError names what is wrong."""
+    labels = np.asarray(labels)
+    if labels.shape != (n_images,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"labels must be {n_images} integers, one per image; got {labels.dtype} of shape {labels.shape}."
+        )
+    if n_images == 0:
+        raise ValueError("there are no images (and no labels) to average.")
+    n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive integer; got {n_classes!r}.")
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(
+            f"labels must be in 0 .. {n_classes - 1}; got {labels.min()} .. {labels.max()} (a clusterer's "
+            "noise label -1 is no class)."
+        )
+    return labels, int(n_classes)
 
 
 def class_averages(images, labels, n_classes=None):
@@ -61,12 +83,7 @@ def class_averages(images, labels, n_classes=None):
         # Images of another namespace (a GPU's) are averaged on the host, from one copy of them.
         averages, counts = class_averages(to_numpy(images), to_numpy(labels), n_classes)
         return like(averages, images), like(counts, images)
-    labels = np.asarray(labels)
-    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be {len(images)} integers, one per image; got shape {labels.shape}.")
-    n_classes = int(labels.max()) + 1 if n_classes is None else int(n_classes)
-    if labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(f"labels must be in 0 .. {n_classes - 1}; got {labels.min()} .. {labels.max()}.")
+    labels, n_classes = _checked_labels(labels, len(images), n_classes)
     flat = samples_of(
         images.reshape(len(images), -1), None, np.float64, n_classes, n_threads=_openmp_effective_n_threads()
     )
@@ -82,6 +99,17 @@ def class_averages(images, labels, n_classes=None):
 WIENER_CONSTANT = 0.1
 
 
+@validate_params(
+    {
+        "images": ["array-like"],
+        "labels": ["array-like"],
+        "ctf": "no_validation",
+        "pixel_size": [Interval(Real, 0, None, closed="neither")],
+        "n_classes": [Interval(Integral, 1, None, closed="left"), None],
+        "constant": [Interval(Real, 0, None, closed="neither")],
+    },
+    prefer_skip_nested_validation=True,
+)
 def wiener_class_averages(images, labels, ctf, pixel_size, n_classes=None, constant=WIENER_CONSTANT):
     """CTF-corrected average of every class of phase-flipped images: a Wiener filter over its members.
 
@@ -97,14 +125,15 @@ def wiener_class_averages(images, labels, ctf, pixel_size, n_classes=None, const
         Phase-flipped images (by :class:`~sklearn_kerdensom.ctf.PhaseFlipper` or RELION); a NumPy array
         or a memory map, read class by class.
     labels : array-like of int of shape (n_images,)
-    ctf : CTFParameters
-        Of the ``n_images`` particles.
+    ctf : CTFParameters or pandas.DataFrame
+        Of the ``n_images`` particles (a table with RELION's columns, as
+        :class:`~sklearn_kerdensom.ctf.PhaseFlipper` takes it).
     pixel_size : float
         Å per pixel of ``images``.
     n_classes : int, default=None
         ``labels.max() + 1`` if None.
     constant : float, default=0.1
-        The Wiener constant, in units of squared CTF.
+        The Wiener constant, in units of squared CTF; > 0.
 
     Returns
     -------
@@ -112,15 +141,15 @@ def wiener_class_averages(images, labels, ctf, pixel_size, n_classes=None, const
         In the dtype of ``images``.
     counts : ndarray of shape (n_classes,)
     """
-    from .ctf import contrast_transfer
+    from .ctf import CTFParameters, contrast_transfer
 
     images = _checked_images(images)
-    labels = np.asarray(labels)
-    n_classes = int(labels.max()) + 1 if n_classes is None else int(n_classes)
-    if len(ctf) != len(images) or labels.shape != (len(images),):
-        raise ValueError(
-            f"{len(images)} images need as many labels and CTFs; got {labels.shape[0]} and {len(ctf)}."
-        )
+    if images.ndim != 3:
+        raise ValueError(f"images must have shape (n_images, height, width); got {images.shape}.")
+    labels, n_classes = _checked_labels(labels, len(images), n_classes)
+    ctf = ctf if isinstance(ctf, CTFParameters) else CTFParameters.from_table(ctf)
+    if len(ctf) != len(images):
+        raise ValueError(f"{len(images)} images need as many CTFs; got {len(ctf)}.")
     mean_defocus = (ctf.defocus_u + ctf.defocus_v) / 2
     isotropic = replace(ctf, defocus_u=mean_defocus, defocus_v=mean_defocus)
     shape = images.shape[1:]
@@ -156,8 +185,10 @@ def mean_per_class(values, labels, n_classes):
     -------
     means : ndarray of shape (n_classes,)
     """
+    values = np.asarray(values, dtype=np.float64)
+    labels, n_classes = _checked_labels(labels, len(values), n_classes)
     counts = np.bincount(labels, minlength=n_classes)
-    sums = np.bincount(labels, weights=np.asarray(values, dtype=np.float64), minlength=n_classes)
+    sums = np.bincount(labels, weights=values, minlength=n_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, sums / counts, np.nan)
 

@@ -22,7 +22,7 @@ from numbers import Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, validate_params
 
 from ._chunks import sample_chunks
 from ._stacks import ImageStackTagsMixin, fitted_stack, float_dtype, map_stack, validated_stack
@@ -176,6 +176,14 @@ def has_ctf(table):
     return not missing_ctf_columns(table)
 
 
+@validate_params(
+    {
+        "shape": [tuple, list],
+        "pixel_size": [Interval(Real, 0, None, closed="neither")],
+        "parameters": [CTFParameters],
+    },
+    prefer_skip_nested_validation=True,
+)
 def contrast_transfer(shape, pixel_size, parameters):
     """The CTF of each particle on the grid of :func:`numpy.fft.rfft2` of its image.
 
@@ -217,12 +225,20 @@ def contrast_transfer(shape, pixel_size, parameters):
     return envelope * np.sin(phase)
 
 
+@validate_params(
+    {
+        "images": ["array-like"],
+        "parameters": [CTFParameters],
+        "pixel_size": [Interval(Real, 0, None, closed="neither")],
+    },
+    prefer_skip_nested_validation=True,
+)
 def flip_phases(images, parameters, pixel_size):
     """Images with every Fourier component multiplied by the sign of its CTF.
 
     Parameters
     ----------
-    images : ndarray of shape (n, height, width)
+    images : array-like of shape (n, height, width)
     parameters : CTFParameters
         Of the ``n`` particles.
     pixel_size : float
@@ -233,7 +249,16 @@ def flip_phases(images, parameters, pixel_size):
     flipped : ndarray of shape (n, height, width), in the dtype of ``images`` (float64 for integers)
         As RELION flips phases: where the CTF is 0, the component is kept.
     """
-    images = np.asarray(images)
+    images = np.asarray(validated_stack(images, "images"))
+    if len(parameters) != len(images):
+        raise ValueError(
+            f"parameters has the CTF of {len(parameters)} particles, but there are {len(images)} images."
+        )
+    return _flip_phases(images, parameters, pixel_size)
+
+
+def _flip_phases(images, parameters, pixel_size):
+    """:func:`flip_phases` of a checked stack."""
     dtype = float_dtype(images)
     signs = np.where(contrast_transfer(images.shape[1:], pixel_size, parameters) < 0, -1.0, 1.0)
     flipped = np.fft.irfft2(np.fft.rfft2(images) * signs, s=images.shape[1:])
@@ -248,7 +273,7 @@ def flip_phases_into(images, parameters, pixel_size, rows, progress=None):
     for chunk in sample_chunks(len(images), 4 * int(np.prod(images.shape[1:])), 1):
         selected = chunk.start + np.flatnonzero(rows[chunk])
         if len(selected):
-            images[selected] = flip_phases(images[selected], parameters.subset(selected), pixel_size)
+            images[selected] = _flip_phases(images[selected], parameters.subset(selected), pixel_size)
         if progress is not None:
             progress(chunk.stop - chunk.start)
 
@@ -285,6 +310,8 @@ def pixel_size_of(table):
             f"the particles have {len(sizes)} pixel sizes ({PIXEL_SIZE_COLUMN}: "
             f"{', '.join(f'{size:g}' for size in sizes[:5])}); classify one optics group at a time."
         )
+    if not (np.isfinite(sizes[0]) and sizes[0] > 0):
+        raise ValueError(f"{PIXEL_SIZE_COLUMN} is {sizes[0]:g}; a pixel size is a positive number of Å.")
     return float(sizes[0])
 
 
@@ -371,7 +398,7 @@ class PhaseFlipper(ImageStackTagsMixin, TransformerMixin, BaseEstimator):
         parameters, pixel_size = self._checked(images, ctf)
         return map_stack(
             images,
-            lambda chunk, rows: flip_phases(chunk, parameters.subset(rows), pixel_size),
+            lambda chunk, rows: _flip_phases(chunk, parameters.subset(rows), pixel_size),
             self.image_shape_,
         )
 

@@ -18,7 +18,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, validate_params
 
 from ._stacks import ImageStackTagsMixin, fitted_stack, float_dtype, map_stack, validated_stack
 
@@ -32,12 +32,33 @@ def _spectrum_rows(height, box):
     return np.r_[0 : (box + 1) // 2, height - box // 2 : height]
 
 
+def _check_crop(shape, box):
+    """A ValueError unless images of ``shape`` can be Fourier-cropped to ``box``."""
+    if shape[0] != shape[1]:
+        raise ValueError(f"Fourier cropping needs square images; got {shape[1]} x {shape[0]} px.")
+    if box > shape[0]:
+        raise ValueError(f"box={box} is larger than the {shape[0]} px images: it can only shrink them.")
+
+
+def _check_resolution(resolution, pixel_size):
+    """A ValueError for a low-pass ``resolution`` finer than the Nyquist limit of ``pixel_size``."""
+    if resolution < 2 * pixel_size:
+        raise ValueError(
+            f"resolution={resolution:g} Å is finer than the Nyquist limit of {pixel_size:g} Å pixels "
+            f"({2 * pixel_size:g} Å): the filter would remove nothing."
+        )
+
+
+@validate_params(
+    {"images": ["array-like"], "box": [Interval(Integral, 1, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
 def fourier_crop(images, box):
     """Downsample square images to ``box x box`` pixels by cropping their Fourier transforms.
 
     Parameters
     ----------
-    images : ndarray of shape (n, size, size)
+    images : array-like of shape (n, size, size)
     box : int
         New size in pixels, at most ``size``. The pixel size grows by ``size / box``.
 
@@ -46,7 +67,13 @@ def fourier_crop(images, box):
     cropped : ndarray of shape (n, box, box), in the dtype of ``images`` (float64 for integers)
         Pixel values on the same scale: a constant image stays the same constant.
     """
-    images = np.asarray(images)
+    images = np.asarray(validated_stack(images, "images"))
+    _check_crop(images.shape[1:], box)
+    return _fourier_crop(images, box)
+
+
+def _fourier_crop(images, box):
+    """:func:`fourier_crop` of a checked stack."""
     dtype = float_dtype(images)
     size = images.shape[-1]
     if box == size:
@@ -56,25 +83,41 @@ def fourier_crop(images, box):
     return (np.fft.irfft2(cropped, s=(box, box)) * (box / size) ** 2).astype(dtype, copy=False)
 
 
+@validate_params(
+    {
+        "images": ["array-like"],
+        "pixel_size": [Interval(Real, 0, None, closed="neither")],
+        "resolution": [Interval(Real, 0, None, closed="neither")],
+        "edge_width": [Interval(Real, 0, None, closed="neither")],
+    },
+    prefer_skip_nested_validation=True,
+)
 def low_pass(images, pixel_size, resolution, edge_width=2.0):
     """Low-pass filter images with a raised-cosine edge.
 
     Parameters
     ----------
-    images : ndarray of shape (n, height, width)
+    images : array-like of shape (n, height, width)
     pixel_size : float
         Å per pixel.
     resolution : float
-        Å: frequencies below ``1 / resolution`` are kept, those above it removed.
+        Å: frequencies below ``1 / resolution`` are kept, those above it removed; at least the Nyquist
+        limit, ``2 * pixel_size``.
     edge_width : float, default=2
         Width of the raised-cosine edge, centred on ``1 / resolution``, in Fourier pixels of the larger
-        image side (RELION's default for its low-pass filters).
+        image side (RELION's default for its low-pass filters); > 0.
 
     Returns
     -------
     filtered : ndarray of shape (n, height, width), in the dtype of ``images`` (float64 for integers)
     """
-    images = np.asarray(images)
+    images = np.asarray(validated_stack(images, "images"))
+    _check_resolution(resolution, pixel_size)
+    return _low_pass(images, pixel_size, resolution, edge_width)
+
+
+def _low_pass(images, pixel_size, resolution, edge_width=2.0):
+    """:func:`low_pass` of a checked stack."""
     dtype = float_dtype(images)
     height, width = images.shape[1:]
     frequency = np.hypot(
@@ -201,18 +244,13 @@ class FourierCropper(_StackTransformer):
         self.box = box
 
     def _fit_shape(self, shape):
-        if shape[0] != shape[1]:
-            raise ValueError(f"Fourier cropping needs square images; got {shape[1]} x {shape[0]} px.")
-        if self.box > shape[0]:
-            raise ValueError(
-                f"box={self.box} is larger than the {shape[0]} px images: it can only shrink them."
-            )
+        _check_crop(shape, self.box)
 
     def _output_shape(self):
         return (self.box, self.box)
 
     def _transform_chunk(self, chunk):
-        return fourier_crop(chunk, self.box)
+        return _fourier_crop(chunk, self.box)
 
 
 class LowPassFilter(_StackTransformer):
@@ -241,14 +279,10 @@ class LowPassFilter(_StackTransformer):
         self.pixel_size = pixel_size
 
     def _fit_shape(self, shape):
-        if self.resolution < 2 * self.pixel_size:
-            raise ValueError(
-                f"resolution={self.resolution:g} Å is finer than the Nyquist limit of {self.pixel_size:g} Å "
-                f"pixels ({2 * self.pixel_size:g} Å): the filter would remove nothing."
-            )
+        _check_resolution(self.resolution, self.pixel_size)
 
     def _transform_chunk(self, chunk):
-        return low_pass(chunk, self.pixel_size, self.resolution)
+        return _low_pass(chunk, self.pixel_size, self.resolution)
 
 
 class BackgroundNormalizer(_StackTransformer):

@@ -189,3 +189,34 @@ def test_wiener_averages_restore_what_the_ctfs_damped():
     np.testing.assert_allclose(wiener[0], projection, atol=1e-6 * np.abs(projection).max())
     assert np.abs(plain - projection).max() > 0.1 * np.abs(projection).max()
     assert counts.tolist() == [12, 0] and not wiener[1].any()
+
+
+def test_averaging_functions_name_bad_labels_and_parameters():
+    """NaN averages, an IndexError or a silently short result before (API trial)."""
+    import pandas as pd
+
+    from sklearn_kerdensom.averaging import mean_per_class, wiener_class_averages
+
+    images = np.random.default_rng(0).normal(size=(4, 8, 8))
+    table = pd.DataFrame(
+        {"rlnDefocusU": 1e4, "rlnVoltage": 300.0, "rlnSphericalAberration": 2.7, "rlnAmplitudeContrast": 0.1},
+        index=range(4),
+    )
+    labels = np.array([0, 1, 1, 0])
+    averages, counts = wiener_class_averages(images, labels, table, 2.0)  # a table, as PhaseFlipper takes
+    assert averages.shape == (2, 8, 8) and np.all(np.isfinite(averages)) and counts.tolist() == [2, 2]
+    for kwargs, message in [
+        ({"pixel_size": np.nan}, "'pixel_size' parameter"),
+        ({"constant": -1.0}, "'constant' parameter"),
+        (
+            {"labels": np.array([0, 1, 1, -1])},
+            r"labels must be in 0 \.\. 1; got -1 \.\. 1 \(a clusterer's noise",
+        ),
+        ({"labels": labels.astype(float)}, "labels must be 4 integers"),
+        ({"n_classes": 1}, r"labels must be in 0 \.\. 0"),
+    ]:
+        arguments = {"images": images, "labels": labels, "ctf": table, "pixel_size": 2.0, **kwargs}
+        with pytest.raises(ValueError, match=message):
+            wiener_class_averages(**arguments)
+    with pytest.raises(ValueError, match=r"labels must be in 0 \.\. 1; got 0 \.\. 5"):
+        mean_per_class(np.arange(6.0), np.arange(6), n_classes=2)

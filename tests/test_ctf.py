@@ -350,3 +350,27 @@ def test_classify_phase_flips_a_relion_job_by_default(tmp_path):
     )  # fmt: skip
     assert code == 1 and "--ctf phase-flip: " in stderr and "rlnDefocusU" in stderr
     assert not (tmp_path / "no_ctf").exists()
+
+
+def test_ctf_functions_and_phase_flipper_refuse_impossible_pixel_sizes():
+    """A NaN pixel size in the table flipped nothing, silently; 0 divided by zero (API trial)."""
+    images = np.random.default_rng(0).normal(size=(2, 16, 16))
+    table = pd.DataFrame(
+        {
+            "rlnDefocusU": [1e4, 1.2e4],
+            "rlnVoltage": 300.0,
+            "rlnSphericalAberration": 2.7,
+            "rlnAmplitudeContrast": 0.1,
+            "rlnImagePixelSize": np.nan,
+        }
+    )
+    with pytest.raises(ValueError, match="rlnImagePixelSize is nan; a pixel size is a positive number"):
+        PhaseFlipper().fit_transform(images, ctf=table)
+    parameters = CTFParameters.from_table(table)
+    for pixel_size in (0.0, -1.0, np.nan):
+        with pytest.raises(ValueError, match="'pixel_size' parameter of contrast_transfer"):
+            contrast_transfer((16, 16), pixel_size, parameters)
+        with pytest.raises(ValueError, match="'pixel_size' parameter of flip_phases"):
+            flip_phases(images, parameters, pixel_size)
+    with pytest.raises(ValueError, match="CTF of 1 particles, but there are 2 images"):
+        flip_phases(images, parameters.subset(np.array([0])), 1.0)

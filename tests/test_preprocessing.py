@@ -102,6 +102,29 @@ def test_image_transformer_errors_name_the_problem():
         LowPassFilter().fit(np.full((1, 8, 8), np.nan))
 
 
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda images: fourier_crop(images, 40), "larger than the 32 px images"),
+        (lambda images: fourier_crop(images[:, :, :30], 8), "needs square images"),
+        (lambda images: fourier_crop(images, 8.5), "'box' parameter of fourier_crop"),
+        (lambda images: fourier_crop(images[0], 8), r"shape \(n_images, height, width\)"),
+        (lambda images: fourier_crop(np.full_like(images, np.nan), 8), "NaN"),
+        (lambda images: low_pass(images, 1.0, 4.0, edge_width=0.0), "'edge_width' parameter of low_pass"),
+        (lambda images: low_pass(images, 1.0, np.nan), "'resolution' parameter of low_pass"),
+        (lambda images: low_pass(images, -1.0, 4.0), "'pixel_size' parameter of low_pass"),
+        (lambda images: low_pass(images, 4.0, 5.0), "finer than the Nyquist limit"),
+    ],
+)
+def test_image_functions_check_their_input_as_the_transformers_do(call, message):
+    """The functions returned wrong rows, NaN or zeros for what their transformers refuse (API trial)."""
+    images = np.random.default_rng(0).normal(size=(2, 32, 32))
+    before = images.copy()
+    with pytest.raises(ValueError, match=message):
+        call(images)
+    np.testing.assert_array_equal(images, before)
+
+
 def test_classify_downsamples_filters_and_normalizes_real_particles(tmp_path):
     import json
 
