@@ -343,12 +343,19 @@ def plot_node_values(
     """
     from matplotlib.collections import PolyCollection
 
-    centres = _cell_centres(np.asarray(node_positions, dtype=float), topology)
+    node_positions = np.asarray(node_positions, dtype=float)
+    values = np.asarray(values, dtype=float)
+    if node_positions.ndim != 2 or node_positions.shape[1] != 2 or values.shape != (len(node_positions),):
+        raise ValueError(
+            "values must have shape (n_nodes,) and node_positions (n_nodes, 2); got "
+            f"{values.shape} and {node_positions.shape}."
+        )
+    centres = _cell_centres(node_positions, topology)
     outline = _cell_outline(topology)
     fig, ax = _map_axes(ax, None, centres, extra_width=1.0)
     cells = PolyCollection(
         centres[:, None, :] + outline,
-        array=np.ma.masked_invalid(np.asarray(values, dtype=float)),
+        array=np.ma.masked_invalid(values),
         cmap=cmap,
         edgecolors="white",
         linewidths=0.5,

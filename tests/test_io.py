@@ -804,6 +804,11 @@ def test_classify_real_particles_end_to_end(tmp_path):
     pipeline = make_pipeline(
         MaskVectorizer(circular_mask((256, 256), 100)), KerDenSOM(2, 1, max_iter=20, random_state=0)
     )
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        write_class_averager(ClassAverager(pipeline), tmp_path / "unfitted")
+    assert not (tmp_path / "unfitted").exists()
     averager = ClassAverager(pipeline).fit(particles.images)
     paths = write_class_averager(
         averager, tmp_path / "out", metadata=particles.metadata, pixel_size=particles.pixel_size

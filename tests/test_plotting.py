@@ -335,6 +335,10 @@ def test_the_u_matrix_carries_the_class_numbers(averager):
     positions = np.column_stack([np.arange(3.0), np.zeros(3)])
     _, ax = plot_node_values([1.0, 2.0, 3.0], positions, class_numbers=False)
     assert len(ax.texts) == 0
+    # One value per node: a shorter or 2-D array drew a plot of the wrong nodes (API trial).
+    for values in ([1.0, 2.0], [[1.0, 2.0, 3.0]]):
+        with pytest.raises(ValueError, match=r"values must have shape \(n_nodes,\)"):
+            plot_node_values(values, positions)
 
 
 def test_explore_returns_the_interactive_report(averager, images):

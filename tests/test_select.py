@@ -1,5 +1,6 @@
 """kerdensom select: the particles of chosen classes as a STAR file, classified again."""
 
+import numpy as np
 import starfile
 
 from sklearn_kerdensom.io import read_particle_table
@@ -135,3 +136,15 @@ def test_simulate_never_writes_into_an_existing_directory(tmp_path):
     assert [path.name for path in project.iterdir()] == ["notes.txt"]
     assert (project / "notes.txt").read_text() == "a user's notes\n"
     assert [path.name for path in tmp_path.iterdir()] == ["project"]  # no staging directory left
+
+
+def test_select_classes_takes_class_numbers_only():
+    """1.5 selected class 1 and "12" classes 1 and 2 (API trial): the numbers are checked before the file
+    is read."""
+    import pytest
+
+    from sklearn_kerdensom.io import select_classes
+
+    for classes in ([1.5], "12", 12, [], [0], [[1, 2]], [np.nan]):
+        with pytest.raises(ValueError, match="classes must be"):
+            select_classes("not-read.star", classes)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import starfile
+from sklearn.utils.validation import check_is_fitted
 
 from .._array_api import on_host
 from ._mrc import _write_stack
@@ -280,6 +281,7 @@ def write_class_averager(
     -------
     paths : dict of str to pathlib.Path
     """
+    check_is_fitted(averager)
     averager = on_host(averager)  # a map fitted on a GPU is written from host copies
     if averager.representatives_ is None:
         raise ValueError(

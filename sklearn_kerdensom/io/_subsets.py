@@ -14,6 +14,20 @@ from ._star import OPTICS_GROUP_COLUMN, relocate_image_names
 CLASS_COLUMN = "rlnClassNumber"
 
 
+def _checked_class_numbers(classes):
+    """The distinct class numbers of ``classes``, sorted; a ValueError unless they are integers >= 1."""
+    if isinstance(classes, (str, bytes)) or not np.iterable(classes):
+        raise ValueError(f"classes must be a list of class numbers (integers from 1); got {classes!r}.")
+    numbers = np.asarray(list(classes))
+    whole = numbers.size and (
+        np.issubdtype(numbers.dtype, np.integer)
+        or (np.issubdtype(numbers.dtype, np.floating) and np.all(np.isfinite(numbers) & (numbers % 1 == 0)))
+    )
+    if not whole or numbers.ndim != 1 or np.any(numbers < 1):
+        raise ValueError(f"classes must be class numbers, integers from 1; got {list(classes)!r}.")
+    return sorted({int(number) for number in numbers})
+
+
 def select_classes(star_path, classes, *, image_root=None):
     """The particles of some classes of a classified particle file.
 
@@ -23,7 +37,7 @@ def select_classes(star_path, classes, *, image_root=None):
         A particle file with ``rlnClassNumber``: the ``particles.star`` of a ``kerdensom`` run, or a
         RELION classification's ``run_data.star``.
     classes : iterable of int
-        Class numbers, as ``rlnClassNumber`` counts them (from 1).
+        Class numbers, as ``rlnClassNumber`` counts them (from 1); at least one.
     image_root : str or path-like, default=None
         As in :func:`read_particle_table`.
 
@@ -36,9 +50,10 @@ def select_classes(star_path, classes, *, image_root=None):
     Raises
     ------
     ValueError
-        If the file has no ``rlnClassNumber``, or no particle is in the classes.
+        If ``classes`` holds no class number or something else, the file has no ``rlnClassNumber``,
+        or no particle is in the classes.
     """
-    classes = sorted({int(number) for number in classes})
+    classes = _checked_class_numbers(classes)
     table = read_particle_table(star_path, image_root=image_root)
     if CLASS_COLUMN not in table.metadata.columns:
         raise ValueError(f"{star_path} has no {CLASS_COLUMN} column: its particles are not classified.")
