@@ -45,14 +45,16 @@ def _checked_labels(labels, n_images, n_classes=None):
         )
     if n_images == 0:
         raise ValueError("there are no images (and no labels) to average.")
+    if labels.min() < 0:
+        raise ValueError(
+            f"labels must be class numbers from 0; got {labels.min()} (a clusterer's noise label -1 is no "
+            "class)."
+        )
     n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
         raise ValueError(f"n_classes must be a positive integer; got {n_classes!r}.")
-    if labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(
-            f"labels must be in 0 .. {n_classes - 1}; got {labels.min()} .. {labels.max()} (a clusterer's "
-            "noise label -1 is no class)."
-        )
+    if labels.max() >= n_classes:
+        raise ValueError(f"labels must be in 0 .. {n_classes - 1}; got {labels.min()} .. {labels.max()}.")
     return labels, int(n_classes)
 
 
@@ -286,6 +288,11 @@ class ClassAverager(ClusterMixin, BaseEstimator):
         self.estimator_ = clone(self.estimator).fit(vectors)
         clusterer = _final_step(self.estimator_)
         labels = getattr(clusterer, "labels_", None)
+        if labels is None and not hasattr(self.estimator_, "predict"):
+            raise ValueError(
+                f"ClassAverager needs a clusterer (with labels_ or predict); {type(clusterer).__name__} "
+                "gives no classes."
+            )
         labels = to_numpy(self.estimator_.predict(vectors) if labels is None else labels)
         self.labels_ = like(labels, images)
         centers = getattr(clusterer, "cluster_centers_", None)

@@ -38,8 +38,7 @@ def circular_mask(shape, radius, soft_edge=0.0):
         If ``shape`` is not two positive sizes, ``radius`` is not a finite
         number > 0 or ``soft_edge`` is not a finite number >= 0.
     """
-    if len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f"shape must be (height, width) with positive sizes; got {shape}.")
+    shape = _checked_image_shape(shape, "shape")
     radius = _finite_number(radius, "radius")
     soft_edge = _finite_number(soft_edge, "soft_edge")
     if radius <= 0:
@@ -52,6 +51,17 @@ def circular_mask(shape, radius, soft_edge=0.0):
         return distance <= radius
     fall_off = np.clip((distance - radius) / soft_edge, 0.0, 1.0)
     return 0.5 * (1.0 + np.cos(np.pi * fall_off))
+
+
+def _checked_image_shape(shape, name):
+    """``(height, width)`` as a tuple of two positive ints; a ValueError names ``name`` otherwise."""
+    if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+        raise ValueError(f"{name} must be (height, width), two sizes in pixels; got {shape!r}.")
+    if not all(isinstance(size, (int, np.integer)) and not isinstance(size, bool) for size in shape) or (
+        min(shape) < 1
+    ):
+        raise ValueError(f"{name} must be (height, width) with positive integer sizes; got {shape!r}.")
+    return (int(shape[0]), int(shape[1]))
 
 
 def checked_mask(mask):
@@ -143,7 +153,7 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
         if X.ndim == 3:
             return X.shape[1:]
         if self.image_shape is not None:
-            shape = tuple(int(size) for size in self.image_shape)
+            shape = _checked_image_shape(self.image_shape, "image_shape")
         elif mask is not None:
             shape = mask.shape
         else:

@@ -210,7 +210,7 @@ def test_averaging_functions_name_bad_labels_and_parameters():
         ({"constant": -1.0}, "'constant' parameter"),
         (
             {"labels": np.array([0, 1, 1, -1])},
-            r"labels must be in 0 \.\. 1; got -1 \.\. 1 \(a clusterer's noise",
+            r"labels must be class numbers from 0; got -1 \(a clusterer's noise label",
         ),
         ({"labels": labels.astype(float)}, "labels must be 4 integers"),
         ({"n_classes": 1}, r"labels must be in 0 \.\. 0"),
@@ -220,3 +220,14 @@ def test_averaging_functions_name_bad_labels_and_parameters():
             wiener_class_averages(**arguments)
     with pytest.raises(ValueError, match=r"labels must be in 0 \.\. 1; got 0 \.\. 5"):
         mean_per_class(np.arange(6.0), np.arange(6), n_classes=2)
+
+
+def test_a_class_averager_needs_a_clusterer():
+    from sklearn.cluster import DBSCAN
+    from sklearn.preprocessing import StandardScaler
+
+    images = np.random.default_rng(0).normal(size=(6, 4, 4))
+    with pytest.raises(ValueError, match="needs a clusterer .* StandardScaler gives no classes"):
+        ClassAverager(StandardScaler()).fit(images)
+    with pytest.raises(ValueError, match="noise label -1 is no class"):
+        ClassAverager(DBSCAN(eps=0.1)).fit(images)  # every image noise

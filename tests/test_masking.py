@@ -27,6 +27,9 @@ def test_circular_mask():
         (((8, 8), 0), "radius"),
         (((8, 8), 3, -1), "soft_edge"),
         (((8,), 3), "shape"),
+        ((8, 3), r"shape must be \(height, width\), two sizes in pixels; got 8"),  # no len() (API trial)
+        (((8.5, 8), 3), "positive integer sizes"),
+        (((0, 8), 3), "positive integer sizes"),
         (((8, 8), np.nan), "radius must be a finite number of pixels; got nan"),
         (((8, 8), np.inf), "radius must be a finite number of pixels; got inf"),
         (((8, 8), 3, np.nan), "soft_edge must be a finite number of pixels; got nan"),
@@ -36,6 +39,13 @@ def test_circular_mask():
 def test_circular_mask_errors(args, message):
     with pytest.raises(ValueError, match=message):
         circular_mask(*args)
+
+
+@pytest.mark.parametrize("image_shape", [(-8, -8), (8.7, 8), (64,)])
+def test_an_impossible_image_shape_is_refused(image_shape):
+    """(-8, -8) fitted 64-pixel vectors, then failed in inverse_transform; (8.7, 8) was truncated."""
+    with pytest.raises(ValueError, match="image_shape must be"):
+        MaskVectorizer(image_shape=image_shape).fit(np.zeros((2, 64)))
 
 
 def test_boolean_mask_keeps_pixels_in_raster_order(images):
