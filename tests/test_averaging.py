@@ -227,7 +227,7 @@ def test_a_class_averager_needs_a_clusterer():
     from sklearn.preprocessing import StandardScaler
 
     images = np.random.default_rng(0).normal(size=(6, 4, 4))
-    with pytest.raises(ValueError, match="needs a clusterer .* StandardScaler gives no classes"):
+    with pytest.raises(ValueError, match=r"needs a clusterer .* StandardScaler gives no classes"):
         ClassAverager(StandardScaler()).fit(images)
     with pytest.raises(ValueError, match="noise label -1 is no class"):
         ClassAverager(DBSCAN(eps=0.1)).fit(images)  # every image noise
