@@ -147,6 +147,11 @@ def position_correlation(positions, values):
     r : float
         In [0, 1]; NaN where undefined (fewer than 3 particles, every particle in one node, or constant
         ``values``).
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not match, or a position or value is NaN or infinite.
     """
     positions = np.asarray(positions, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
@@ -155,10 +160,18 @@ def position_correlation(positions, values):
             f"positions must have shape (n, 2) and values shape (n,); got {positions.shape} and "
             f"{values.shape}."
         )
+    if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(values))):
+        raise ValueError("positions and values must be finite numbers (no NaN or infinity).")
+    if len(values) < 3 or np.ptp(values) == 0:
+        return float("nan")
+    # A correlation does not depend on the values' scale: on a unit scale, the least squares neither
+    # underflow nor overflow for values as small as 1e-300 or as large as 1e300.
+    values = values / np.abs(values).max()
+    values = values - values.mean()
     design = np.column_stack([positions, np.ones(len(positions))])
     coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
     fitted = design @ coefficients
-    if len(fitted) < 3 or np.ptp(fitted) == 0 or np.ptp(values) == 0:
+    if np.ptp(fitted) == 0:
         return float("nan")
     return float(np.corrcoef(fitted, values)[0, 1])
 

@@ -117,3 +117,19 @@ def test_position_correlation_of_a_value_laid_out_along_the_map_and_of_one_it_ig
     assert np.isnan(position_correlation(np.zeros((10, 2)), rng.normal(size=10)))  # one node
     with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
         position_correlation(positions, np.zeros(3))
+
+
+def test_position_correlation_does_not_depend_on_the_scale_and_refuses_nan():
+    """NaN values gave NaN, and values scaled by 1e-300 or 1e300 too (API trial)."""
+    from sklearn_kerdensom.metrics import position_correlation
+
+    rng = np.random.default_rng(0)
+    positions = rng.integers(0, 7, (500, 2)).astype(float)
+    values = positions[:, 0] + rng.normal(size=500)
+    r = position_correlation(positions, values)
+    assert 0.5 < r < 1
+    for scale in (1e-300, 1e300):
+        assert position_correlation(positions, values * scale) == pytest.approx(r, rel=1e-12)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="must be finite numbers"):
+            position_correlation(positions, np.r_[values[:-1], bad])
