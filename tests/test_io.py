@@ -723,6 +723,22 @@ def test_written_files_read_back_identical(tmp_path):
     assert loaded.metadata.attrs == metadata_before.attrs
 
 
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (np.full((4, 8, 8), np.nan), "finite numbers within float32's range"),
+        (np.full((4, 8, 8), 1e39), "finite numbers within float32's range"),
+        (np.ones((4, 8, 8), dtype=complex), "must hold real numbers"),
+        (np.ones((4, 64)), r"shape \(n_classes, height, width\)"),
+    ],
+)
+def test_class_images_that_an_mrc_file_cannot_hold_are_refused(tmp_path, images, message):
+    """NaN, float32 overflow and complex images were written as they were (API trial)."""
+    with pytest.raises(ValueError, match=message):
+        _write(tmp_path / "out", averages=images)
+    assert not (tmp_path / "out").exists()
+
+
 def test_written_particle_table_loads_again(tmp_path):
     loaded = load_particles(RELION31_STAR, align=False)
     paths, _ = _write(tmp_path, metadata=loaded.metadata)

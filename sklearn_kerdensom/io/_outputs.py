@@ -103,7 +103,8 @@ def write_classification(
     FileExistsError
         If an output file exists and ``overwrite`` is False.
     ValueError
-        If the shapes of the inputs disagree or a label is not a class.
+        If the shapes of the inputs disagree, an image holds NaN, infinities or complex values, or a
+        label is not a class.
     """
     averages = _check_class_images(averages, "averages")
     representatives = _check_class_images(representatives, "representatives")
@@ -160,9 +161,15 @@ def _link_or_copy(source, target):
 
 
 def _check_class_images(images, name):
+    """Images as written to an MRC stack (float32): real, finite and within float32's range."""
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[0] < 1:
         raise ValueError(f"{name} must have shape (n_classes, height, width); got shape {images.shape}.")
+    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        raise ValueError(f"{name} must hold real numbers; got {images.dtype}.")
+    largest = float(np.finfo(np.float32).max)
+    if not np.all(np.isfinite(images)) or np.any(np.abs(images) > largest):
+        raise ValueError(f"{name} must be finite numbers within float32's range (the MRC file's), no NaN.")
     return images
 
 
