@@ -44,3 +44,34 @@ def test_views_change_smoothly_along_the_path():
     neighbours = np.mean([np.corrcoef(a, b)[0, 1] for a, b in itertools.pairwise(clean)])
     ends = np.corrcoef(clean[0], clean[-1])[0, 1]
     assert neighbours > ends + 0.1
+
+
+@pytest.mark.parametrize(
+    "make, kwargs, message",
+    [
+        ("make_adk_states", {"n_per_state": 2.5}, "'n_per_state' parameter"),
+        ("make_adk_states", {"n_per_state": -1}, "'n_per_state' parameter"),
+        ("make_adk_path", {"n_samples": 4, "snr": np.nan}, "'snr' parameter"),
+        ("make_adk_views", {"n_samples": 4, "binning": 0}, "'binning' parameter"),
+        ("make_adk_mixed", {"n_per_state": 2, "n_path": 2, "binning": 2.0}, "'binning' parameter"),
+    ],
+)
+def test_simulators_refuse_impossible_parameters(make, kwargs, message):
+    """2.5 particles per state were accepted, NaN SNR gave NaN images, binning 0 divided by zero (API
+    trial)."""
+    import sklearn_kerdensom.datasets as datasets
+
+    with pytest.raises(ValueError, match=message):
+        getattr(datasets, make)(**kwargs)
+
+
+def test_simulate_particles_refuses_nan_pixel_size_and_defocus():
+    from sklearn_kerdensom.datasets import simulate_particles
+
+    projections = np.ones((2, 8, 8))
+    with pytest.raises(ValueError, match="'pixel_size' parameter"):
+        simulate_particles(projections, pixel_size=np.nan)
+    with pytest.raises(ValueError, match="defocus_range must be"):
+        simulate_particles(projections, pixel_size=1.0, defocus_range=(np.nan, 2.0))
+    with pytest.raises(ValueError, match="projections must be finite"):
+        simulate_particles(np.full((2, 8, 8), np.nan), pixel_size=1.0)

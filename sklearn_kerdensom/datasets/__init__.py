@@ -9,10 +9,12 @@ continuous (the path).
 """
 
 from importlib import resources
+from numbers import Integral, Real
 
 import numpy as np
 from scipy import ndimage
 from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
 
 from ..ctf import CTFParameters, contrast_transfer
 
@@ -82,6 +84,18 @@ def _bin(images, factor):
     return images.reshape(n, height // factor, factor, width // factor, factor).mean(axis=(2, 4))
 
 
+@validate_params(
+    {
+        "projections": ["array-like"],
+        "pixel_size": [Interval(Real, 0, None, closed="neither")],
+        "defocus_range": [tuple, list],
+        "snr": [Interval(Real, 0, None, closed="neither")],
+        "phase_flip": ["boolean"],
+        "random_state": ["random_state"],
+        "return_clean": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def simulate_particles(
     projections,
     *,
@@ -125,12 +139,17 @@ def simulate_particles(
         CTF-modulated projection, phase-flipped as the image is), the ground
         truth a class average estimates.
     """
-    if snr <= 0:
-        raise ValueError(f"snr must be > 0; got {snr}.")
+    low, high = (float(value) for value in defocus_range) if len(defocus_range) == 2 else (np.nan, np.nan)
+    if not (np.isfinite([low, high]).all() and 0 < low <= high):
+        raise ValueError(
+            f"defocus_range must be (low, high) micrometres, 0 < low <= high; got {defocus_range}."
+        )
     random_state = check_random_state(random_state)
     projections = np.asarray(projections)
+    if projections.ndim != 3 or not np.all(np.isfinite(projections)):
+        raise ValueError("projections must be finite images of shape (n_images, height, width).")
     shape = projections.shape[1:]
-    defocus = random_state.uniform(*defocus_range, size=len(projections))
+    defocus = random_state.uniform(low, high, size=len(projections))
     parameters = simulated_ctf(defocus)
     # Batches keep the complex FFT stacks small whatever the number of particles.
     batches = [slice(start, start + 500) for start in range(0, len(projections), 500)]
@@ -225,6 +244,16 @@ def _path_projections(binning):
     return _bin(project(maps.volumes[on_path]), binning), knots, maps.voxel_size * binning
 
 
+@validate_params(
+    {
+        "n_per_state": [Interval(Integral, 1, None, closed="left")],
+        "snr": [Interval(Real, 0, None, closed="neither")],
+        "binning": [Interval(Integral, 1, 16, closed="both")],
+        "phase_flip": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_adk_states(n_per_state=200, *, snr=0.1, binning=1, phase_flip=True, random_state=None):
     """Particles of three discrete AdK conformations: closed, intermediate (path frame 49) and open.
 
@@ -234,7 +263,7 @@ def make_adk_states(n_per_state=200, *, snr=0.1, binning=1, phase_flip=True, ran
     snr : float, default=0.1
     binning : int, default=1
         Average ``binning x binning`` pixels (64 px at 1.2 Å becomes 32 px at
-        2.4 Å with 2).
+        2.4 Å with 2); 1 to 16.
     phase_flip : bool, default=True
     random_state : int, RandomState instance or None
 
@@ -264,6 +293,16 @@ def make_adk_states(n_per_state=200, *, snr=0.1, binning=1, phase_flip=True, ran
     )
 
 
+@validate_params(
+    {
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "snr": [Interval(Real, 0, None, closed="neither")],
+        "binning": [Interval(Integral, 1, 16, closed="both")],
+        "phase_flip": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_adk_path(n_samples=600, *, snr=0.1, binning=1, phase_flip=True, random_state=None):
     """Particles along the closed -> open transition path of AdK (continuous variability).
 
@@ -304,6 +343,16 @@ def _rotation_about_y(degrees):
     return DEFAULT_VIEW @ turn
 
 
+@validate_params(
+    {
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "snr": [Interval(Real, 0, None, closed="neither")],
+        "binning": [Interval(Integral, 1, 16, closed="both")],
+        "phase_flip": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_adk_views(n_samples=600, *, snr=0.1, binning=1, phase_flip=True, random_state=None):
     """Particles of closed AdK seen along a path of views: turned by ``90 t`` degrees about the image's
     vertical axis, ``t`` in [0, 1] (continuous variability of orientation, not of conformation).
@@ -332,6 +381,17 @@ def make_adk_views(n_samples=600, *, snr=0.1, binning=1, phase_flip=True, random
     )
 
 
+@validate_params(
+    {
+        "n_per_state": [Interval(Integral, 1, None, closed="left")],
+        "n_path": [Interval(Integral, 1, None, closed="left")],
+        "snr": [Interval(Real, 0, None, closed="neither")],
+        "binning": [Interval(Integral, 1, 16, closed="both")],
+        "phase_flip": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_adk_mixed(n_per_state=200, n_path=600, *, snr=0.1, binning=1, phase_flip=True, random_state=None):
     """Discrete states and a continuous path together: the particles of :func:`make_adk_states` and of
     :func:`make_adk_path`, shuffled.
