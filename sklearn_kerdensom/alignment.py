@@ -34,6 +34,8 @@ from scipy import ndimage
 
 def _check_images(images):
     images = np.asarray(images)
+    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        raise ValueError(f"images must hold real numbers; got {images.dtype}.")
     if images.ndim != 3:
         raise ValueError(f"images must have shape (n_images, height, width); got shape {images.shape}.")
     if not np.all(np.isfinite(images)):
@@ -67,10 +69,14 @@ def _alignment_parameters(n_images, shifts, psi, mirror):
     """Checked per-image ``(shifts, psi, mirror)``."""
     shifts = _per_image(shifts, n_images, (2,), "shifts")
     psi = _per_image(psi, n_images, (), "psi")
-    mirror = np.zeros(n_images, dtype=bool) if mirror is None else np.asarray(mirror, dtype=bool)
+    mirror = np.zeros(n_images, dtype=bool) if mirror is None else np.asarray(mirror)
     if mirror.shape != (n_images,):
         raise ValueError(f"mirror must have shape ({n_images},); got {mirror.shape}.")
-    return shifts, psi, mirror
+    # Any non-empty string, "False" too, is true as a bool: only booleans and 0/1 numbers say which.
+    is_number = np.issubdtype(mirror.dtype, np.number) and not np.issubdtype(mirror.dtype, np.complexfloating)
+    if mirror.dtype != bool and not (is_number and np.all((mirror == 0) | (mirror == 1))):
+        raise ValueError(f"mirror must be booleans (or 0 and 1), one per image; got {mirror.dtype} values.")
+    return shifts, psi, mirror.astype(bool)
 
 
 # Blocks of at most this many images, so that a progress report comes every few seconds.

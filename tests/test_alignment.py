@@ -93,6 +93,10 @@ def test_input_is_not_modified():
         ({"mirror": [True]}, "mirror must have shape"),
         ({"shifts": [[np.nan, 0.0], [0.0, 0.0]]}, "shifts contain NaN"),
         ({"images": np.full((2, 4, 4), np.nan)}, "NaN"),
+        # Strings are all true as booleans ("False" mirrored every image), 0.5 too (API trial).
+        ({"mirror": np.array(["False", "False"])}, "mirror must be booleans"),
+        ({"mirror": [0.5, 0.0]}, "mirror must be booleans"),
+        ({"images": np.ones((2, 4, 4), dtype=complex)}, "images must hold real numbers"),
     ],
 )
 def test_bad_input(kwargs, message):
