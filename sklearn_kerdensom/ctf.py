@@ -82,7 +82,7 @@ class CTFParameters:
     }
 
     def __post_init__(self):
-        values = [np.atleast_1d(np.asarray(getattr(self, field.name), np.float64)) for field in fields(self)]
+        values = [_numbers(np.atleast_1d(getattr(self, field.name)), field.name) for field in fields(self)]
         for field, value in zip(fields(self), values, strict=True):
             if value.ndim != 1:
                 raise ValueError(
@@ -161,7 +161,7 @@ def _numbers(column, label):
     try:
         return np.asarray(column, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"the column {label} must hold numbers.") from None
+        raise ValueError(f"{label} must hold numbers.") from None
 
 
 def missing_ctf_columns(table):

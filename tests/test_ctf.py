@@ -374,3 +374,15 @@ def test_ctf_functions_and_phase_flipper_refuse_impossible_pixel_sizes():
             flip_phases(images, parameters, pixel_size)
     with pytest.raises(ValueError, match="CTF of 1 particles, but there are 2 images"):
         flip_phases(images, parameters.subset(np.array([0])), 1.0)
+
+
+def test_ctf_parameters_name_a_field_that_holds_no_numbers():
+    with pytest.raises(ValueError, match="defocus_u must hold numbers"):
+        CTFParameters(
+            defocus_u=["a"],
+            defocus_v=[1.0],
+            defocus_angle=[0.0],
+            voltage=300.0,
+            spherical_aberration=2.7,
+            amplitude_contrast=0.1,
+        )

@@ -375,6 +375,12 @@ def test_star_file_without_image_column(tmp_path):
         load_particles(star, align=False)
 
 
+def test_align_must_be_a_boolean():
+    """align="no" was true, and aligned the particles (API trial)."""
+    with pytest.raises(ValueError, match="align must be True or False; got 'no'"):
+        load_particles(RELION31_STAR, align="no")
+
+
 def test_referenced_stack_missing(tmp_path):
     star = _write_star(tmp_path / "particles.star", {"rlnImageName": ["1@gone.mrcs"]})
     with pytest.raises(FileNotFoundError, match=r"gone\.mrcs"):

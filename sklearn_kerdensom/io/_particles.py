@@ -248,6 +248,8 @@ def load_particles(
     """
     if ctf not in CTF_CORRECTIONS:
         raise ValueError(f"ctf must be one of {', '.join(map(repr, CTF_CORRECTIONS))}; got {ctf!r}.")
+    if not isinstance(align, (bool, np.bool_)):
+        raise ValueError(f"align must be True or False; got {align!r}.")
     scratch_dir = _check_directory(scratch_dir, "scratch_dir")
     pixel_size = _check_pixel_size(pixel_size)
     table = _checked_table(star_path, image_root, passthrough)
