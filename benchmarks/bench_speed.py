@@ -7,9 +7,9 @@ Data: ``make_adk_path(N, snr=0.1, random_state=0)``, 64x64 unmasked float32 (409
 * ``default``: ``KerDenSOM()`` (bending, full dimension, passes on every core, one BLAS thread each);
 * ``default, n_jobs=1``: the same on one thread (with --single-thread);
 * ``membrane``: ``smoothness="membrane"`` (the previous default's rules, 1000 -> 200);
-* ``membrane, tol everywhere, plain EM``: the same with ``annealing_tol=1e-7`` (every step to ``tol``) and
-  ``acceleration=None``: the default fit when issue 14 was filed, as far as parameters reproduce it, the
-  baseline of its "10x" target;
+* ``membrane, tol everywhere, plain EM``: the same with ``tol=1e-7, annealing_tol=1e-7`` (every step to
+  1e-7) and ``acceleration=None``: the default fit when issue 14 was filed, as far as parameters reproduce
+  it, the baseline of its "10x" target;
 * ``subspace K``: ``KerDenSOM(subspace_components=K)`` for each K of --components (default 32);
 * ``KMeans(49)``: scikit-learn's KMeans with its defaults (k-means++, one init, Lloyd, tol 1e-4), to
   convergence.
@@ -72,7 +72,7 @@ def fitters(components, single_thread):
         **({"default, n_jobs=1": lambda: KerDenSOM(n_jobs=1, random_state=0)} if single_thread else {}),
         "membrane": lambda: KerDenSOM(smoothness="membrane", random_state=0),
         BASELINE: lambda: KerDenSOM(
-            smoothness="membrane", annealing_tol=1e-7, acceleration=None, random_state=0
+            smoothness="membrane", tol=1e-7, annealing_tol=1e-7, acceleration=None, random_state=0
         ),
         **{
             f"subspace {k}": (lambda k=k: KerDenSOM(subspace_components=k, random_state=0))

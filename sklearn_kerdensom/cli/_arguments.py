@@ -155,13 +155,16 @@ def _add_map_options(parser):
     group.add_argument("--objective", choices=["likelihood", "xmipp"], default="likelihood")
     group.add_argument("--max-iter", type=_positive_int, default=200, help="iterations per step (200)")
     group.add_argument(
-        "--tol", type=_non_negative, default=1e-7, help="kernel width tolerance of the last step (1e-7)"
+        "--tol",
+        type=_non_negative,
+        default=1e-7,
+        help="kernel width tolerance of the first and the last step (1e-7)",
     )
     group.add_argument(
         "--annealing-tol",
         type=_non_negative_or_auto,
         default="auto",
-        help="the same for the steps before the last (auto: "
+        help="the same for the steps between the first and the last (auto: "
         f"{ANNEALING_TOL:g} for --objective likelihood, --tol for xmipp)",
     )
     group.add_argument("--init", choices=["pca", "random"], default="pca")
