@@ -159,8 +159,10 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
         else:
             return None
         if len(shape) != 2 or shape[0] * shape[1] != X.shape[1]:
+            one_image = " (one image of that shape is a stack of one: X[None])" if X.shape == shape else ""
             raise ValueError(
-                f"flattened images have {X.shape[1]} pixels, which does not match the image shape {shape}."
+                f"flattened images have {X.shape[1]} pixels, which does not match the image shape "
+                f"{shape}{one_image}."
             )
         return shape
 

@@ -146,12 +146,16 @@ def _background(shape, radius):
     return background
 
 
+@validate_params(
+    {"images": ["array-like"], "radius": [Interval(Real, 0, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
 def normalize_background(images, radius):
     """Give every image background mean 0 and standard deviation 1, as RELION does at extraction.
 
     Parameters
     ----------
-    images : ndarray of shape (n, height, width)
+    images : array-like of shape (n, height, width)
     radius : float
         Pixels farther than ``radius`` from the centre (``n // 2``) are the background.
 
@@ -162,9 +166,14 @@ def normalize_background(images, radius):
     Raises
     ------
     ValueError
-        If the background has fewer than 2 pixels, or an image's background is constant.
+        If an image holds NaN or infinite pixels, the background has fewer than 2 pixels, or an image's
+        background is constant.
     """
-    images = np.asarray(images)
+    return _normalize_background(np.asarray(validated_stack(images, "images")), radius)
+
+
+def _normalize_background(images, radius):
+    """:func:`normalize_background` of a checked stack."""
     dtype = float_dtype(images)
     background = _background(images.shape[1:], radius)
     values = images[:, background].astype(np.float64)
@@ -312,4 +321,4 @@ class BackgroundNormalizer(_StackTransformer):
         _background(shape, self.radius_)
 
     def _transform_chunk(self, chunk):
-        return normalize_background(chunk, self.radius_)
+        return _normalize_background(chunk, self.radius_)

@@ -41,6 +41,11 @@ def test_circular_mask_errors(args, message):
         circular_mask(*args)
 
 
+def test_one_image_instead_of_a_stack_is_named():
+    with pytest.raises(ValueError, match=r"one image of that shape is a stack of one: X\[None\]"):
+        MaskVectorizer(np.ones((8, 8), dtype=bool)).fit(np.zeros((8, 8)))
+
+
 @pytest.mark.parametrize("image_shape", [(-8, -8), (8.7, 8), (64,)])
 def test_an_impossible_image_shape_is_refused(image_shape):
     """(-8, -8) fitted 64-pixel vectors, then failed in inverse_transform; (8.7, 8) was truncated."""

@@ -114,6 +114,8 @@ def test_image_transformer_errors_name_the_problem():
         (lambda images: low_pass(images, 1.0, np.nan), "'resolution' parameter of low_pass"),
         (lambda images: low_pass(images, -1.0, 4.0), "'pixel_size' parameter of low_pass"),
         (lambda images: low_pass(images, 4.0, 5.0), "finer than the Nyquist limit"),
+        (lambda images: normalize_background(np.full_like(images, np.nan), 10), "NaN"),
+        (lambda images: normalize_background(images, np.nan), "'radius' parameter of normalize_background"),
     ],
 )
 def test_image_functions_check_their_input_as_the_transformers_do(call, message):
