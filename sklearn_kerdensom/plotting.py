@@ -72,8 +72,10 @@ def _cell_centres(node_positions, topology):
         apart on a hexagonal map).
     """
     positions = np.asarray(node_positions, dtype=np.float64)
-    if positions.ndim != 2 or positions.shape[1] != 2:
-        raise ValueError(f"node_positions must have shape (n_nodes, 2); got {positions.shape}.")
+    if positions.ndim != 2 or positions.shape[1] != 2 or len(positions) == 0:
+        raise ValueError(f"node_positions must have shape (n_nodes, 2), n_nodes >= 1; got {positions.shape}.")
+    if not np.all(np.isfinite(positions)):
+        raise ValueError("node_positions must be finite (no NaN or infinity).")
     return positions * np.array([1.0, _row_spacing(topology)])
 
 
@@ -213,6 +215,9 @@ def plot_map(
         counts = np.asarray(counts)
         if counts.shape != (len(centres),):
             raise ValueError(f"counts must have shape ({len(centres)},); got {counts.shape}.")
+        numbers = np.issubdtype(counts.dtype, np.number) and np.all(np.isfinite(counts))
+        if not (numbers and np.all(counts >= 0)):
+            raise ValueError("counts must be numbers of particles: finite and >= 0.")
     fig, ax = _map_axes(ax, fig, centres)
     # On a hexagonal map the cell height is the row spacing: wider images would overlap the next row.
     half_side = 0.5 * _IMAGE_FILL * _row_spacing(topology)

@@ -149,6 +149,10 @@ def test_plot_map_draws_into_a_given_axes_or_figure(averager):
         ({"normalize": "none"}, "normalize must be one of"),
         ({"topology": "square"}, "topology must be one of"),
         ({"node_positions": np.zeros(2)}, "node_positions must have shape"),
+        # matplotlib's own errors before (API trial):
+        ({"node_positions": [[0.0, 0.0], [np.nan, 0.0]]}, "node_positions must be finite"),
+        ({"counts": [1.0, np.nan]}, "counts must be numbers of particles"),
+        ({"images": np.zeros((0, 4, 4)), "node_positions": np.zeros((0, 2))}, "n_nodes >= 1"),
     ],
 )
 def test_plot_map_rejects_inconsistent_input(kwargs, message):
