@@ -16,6 +16,7 @@ results per sample (:meth:`map_rows`).
   pass stay there; only node-sized statistics come back to the host.
 """
 
+import math
 import tempfile
 from functools import partial, reduce
 from itertools import pairwise
@@ -68,6 +69,25 @@ def _apply(function, raw_rows, frame, dtype, terms=None, extra=None):
 def _apply_checked(function, raw_rows, frame, dtype, terms=None, extra=None):
     """:func:`_apply` on rows of lazy data, whose values nothing checked before they were read."""
     return _apply(function, checked_finite(raw_rows), frame, dtype, terms, extra)
+
+
+def _declared_rows(apply, n_rows, function, raw_rows, *args, block_info=None, **kwargs):
+    """``apply(function, raw_rows, ...)`` on a Dask block that must hold ``n_rows`` rows (for
+    ``map_blocks``, ``block_info`` gives them).
+
+    A block computed from a source that changed since the array was made (a stack rewritten shorter
+    after :func:`sklearn_kerdensom.io.dask_stack`) can hold fewer rows than its chunk says, and the
+    pass would fit those silently.
+    """
+    if block_info is not None:
+        start, stop = block_info[0]["array-location"][0]
+        n_rows = stop - start
+    if n_rows is not None and raw_rows.shape[0] != n_rows:
+        raise ValueError(
+            f"a block of the Dask array holds {raw_rows.shape[0]} rows where its chunks say {n_rows}: its "
+            "source changed since the array was made (e.g. a stack rewritten after dask_stack)."
+        )
+    return apply(function, raw_rows, *args, **kwargs)
 
 
 def _add(parts):
@@ -237,14 +257,25 @@ class DaskSamples(ChunkedSamples):
         terms = [None] * len(self._row_slices()) if self.terms is None else self.terms.to_delayed().ravel()
         extras = [None if per_sample is None else per_sample[rows] for rows in self._row_slices()]
         parts = [
-            dask.delayed(self._applier())(function, block, self.frame, self.dtype, block_terms, extra)
-            for block, block_terms, extra in zip(self._blocks(), terms, extras, strict=True)
+            dask.delayed(_declared_rows)(
+                self._applier(),
+                rows.stop - rows.start,
+                function,
+                block,
+                self.frame,
+                self.dtype,
+                block_terms,
+                extra,
+            )
+            for block, block_terms, extra, rows in zip(
+                self._blocks(), terms, extras, self._row_slices(), strict=True
+            )
         ]
         return _compute(_tree_sum(parts), len(parts))
 
     def map_rows(self, function, n_outputs=None):
         """A lazy Dask array of ``function(chunk, terms)`` rows, chunked like the samples."""
-        apply = partial(self._applier(), function, frame=self.frame, dtype=self.dtype)
+        apply = partial(_declared_rows, self._applier(), None, function, frame=self.frame, dtype=self.dtype)
 
         if n_outputs is None:
             return self.X.map_blocks(apply, drop_axis=1, dtype=np.float64)
@@ -312,9 +343,25 @@ class DeviceSamples(ChunkedSamples):
         return to_numpy(rows)
 
 
+def float_dask_array(X, name="X"):
+    """A Dask array of real numbers as float32 or float64 (other real types become float64), with known
+    chunk sizes along its first axis; a ValueError otherwise (complex values would lose their imaginary
+    part in the cast, as NumPy input is refused for them)."""
+    if any(math.isnan(size) for size in X.chunks[0]):
+        raise ValueError(
+            f"the Dask array {name} has unknown chunk sizes (e.g. after boolean indexing); call "
+            f"{name}.compute_chunk_sizes() first."
+        )
+    if X.dtype in (np.float32, np.float64):
+        return X
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise ValueError(f"the Dask array {name} holds {X.dtype} values; expected real numbers.")
+    return X.astype(np.float64)
+
+
 def check_dask_samples(X):
     """A Dask array of samples checked for what the passes need: 2-D, chunked along samples only,
-    float32 or float64 (other numeric types become float64). NaN and infinities are found by the
+    float32 or float64 (other real types become float64). NaN and infinities are found by the
     passes themselves (:class:`DaskSamples`), since checking them here would read the data once more."""
     if X.ndim != 2:
         raise ValueError(f"Expected a 2-dimensional Dask array of samples; got shape {X.shape}.")
@@ -323,12 +370,9 @@ def check_dask_samples(X):
             f"the Dask array is chunked along features ({len(X.chunks[1])} chunks of columns); chunk it "
             "along samples only, e.g. X.rechunk({1: -1})."
         )
+    X = float_dask_array(X)
     if X.shape[0] < 1:
         raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
-    if X.dtype not in (np.float32, np.float64):
-        if not np.issubdtype(X.dtype, np.number):
-            raise ValueError(f"Dask array of dtype {X.dtype}; expected numbers.")
-        X = X.astype(np.float64)
     return X
 
 

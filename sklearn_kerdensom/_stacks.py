@@ -11,7 +11,7 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
 from ._chunks import sample_chunks
-from ._samples import checked_finite, is_dask_array, temporary_memmap
+from ._samples import checked_finite, float_dask_array, is_dask_array, temporary_memmap
 
 
 def validated_stack(X, input_name="X"):
@@ -29,7 +29,7 @@ def validated_stack(X, input_name="X"):
             raise ValueError(
                 f"the Dask array {input_name} is chunked within images; chunk it along images only."
             )
-        return X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
+        return float_dask_array(X, input_name)
     images = check_array(X, allow_nd=True, dtype=[np.float64, np.float32], input_name=input_name)
     if images.ndim != 3:
         raise ValueError(

@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, validate_param
 from sklearn.utils.validation import check_is_fitted
 
 from ._array_api import is_numpy_or_dask, like, namespace, to_numpy
-from ._samples import is_dask_array, samples_of
+from ._samples import float_dask_array, is_dask_array, samples_of
 
 
 def _class_sums(rows, terms, labels, n_classes):
@@ -29,7 +29,7 @@ def _checked_images(images, name="images"):
     """Images as float32/float64 arrays; memory maps and Dask arrays stay lazy (their values are
     checked as they are read)."""
     if is_dask_array(images):
-        return images if images.dtype in (np.float32, np.float64) else images.astype(np.float64)
+        return float_dask_array(images, name)
     # The input's namespace under scikit-learn's array_api_dispatch, NumPy otherwise.
     xp, _ = get_namespace(images)
     return check_array(images, allow_nd=True, dtype=[xp.float64, xp.float32], input_name=name)

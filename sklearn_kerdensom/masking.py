@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._array_api import is_numpy_or_dask, like, namespace, to_numpy
 from ._chunks import sample_chunks
-from ._samples import checked_finite, is_dask_array, temporary_memmap
+from ._samples import checked_finite, float_dask_array, is_dask_array, temporary_memmap
 from ._stacks import is_memory_mapped
 
 
@@ -179,7 +179,7 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
                 raise ValueError(
                     "the Dask array of images is chunked within images; chunk it along images only."
                 )
-            return X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
+            return float_dask_array(X)
         # The input's namespace under scikit-learn's array_api_dispatch, NumPy otherwise.
         xp, _ = get_namespace(X)
         images = check_array(X, allow_nd=True, dtype=[xp.float64, xp.float32], input_name="X")

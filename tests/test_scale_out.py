@@ -112,6 +112,44 @@ def test_dask_with_nan_is_an_error(data, row, value):
         fit(data).predict(da.from_array(bad, chunks=(100, -1))).compute()
 
 
+def test_dask_complex_or_unknown_chunks_are_errors(data, images):
+    """Complex Dask input lost its imaginary part (NumPy's is refused); unknown chunk sizes gave
+    "arange: cannot compute length" (found by a trial)."""
+    complex_samples = da.from_array(data + 1j * data, chunks=(100, -1))
+    with pytest.raises(ValueError, match="holds complex128 values; expected real numbers"):
+        KerDenSOM(2, 2).fit(complex_samples)
+    complex_images = da.from_array(images.astype(np.complex64), chunks=(50, -1, -1))
+    with pytest.raises(ValueError, match="expected real numbers"):
+        MaskVectorizer(circular_mask((32, 32), 12)).fit(complex_images)
+    with pytest.raises(ValueError, match="expected real numbers"):
+        averager().fit(complex_images)
+    samples = da.from_array(data, chunks=(100, -1))
+    with pytest.raises(ValueError, match=r"unknown chunk sizes .*compute_chunk_sizes\(\)"):
+        KerDenSOM(2, 2).fit(samples[samples[:, 0] > -1e9])
+
+
+def test_a_dask_stack_rewritten_shorter_is_an_error(images, tmp_path):
+    """A stack rewritten with fewer images after dask_stack gave a fit on the images left, silently."""
+    path = tmp_path / "stack.mrcs"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(images)
+    lazy = dask_stack(path, images_per_chunk=50)
+    vectors = MaskVectorizer(circular_mask((32, 32), 12)).fit_transform(images)
+    import dask
+
+    # Blocks of 50 declared rows, the second of which returns 45.
+    blocks = [vectors[start : start + (45 if start == 50 else 50)] for start in range(0, 150, 50)]
+    lazy_vectors = da.concatenate(
+        [da.from_delayed(dask.delayed(block), (50, vectors.shape[1]), vectors.dtype) for block in blocks]
+    )
+    with pytest.raises(ValueError, match="holds 45 rows where its chunks say 50"):
+        KerDenSOM(2, 2).fit(lazy_vectors)
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(images[:170])
+    with pytest.raises(ValueError, match="rows where its chunks say"):
+        averager().fit(lazy)
+
+
 def test_dask_with_another_number_of_features(data):
     som = fit(da.from_array(data, chunks=(100, -1)))
     with pytest.raises(ValueError, match="X has 39 features, but KerDenSOM is expecting 40"):
