@@ -18,6 +18,7 @@ results per sample (:meth:`map_rows`).
 
 import math
 import tempfile
+import warnings
 from functools import partial, reduce
 from itertools import pairwise
 
@@ -341,6 +342,20 @@ class DeviceSamples(ChunkedSamples):
 
     def to_numpy(self, rows):
         return to_numpy(rows)
+
+
+def warn_if_memory_map_is_copied(X, name="X"):
+    """A UserWarning when the float32/float64 conversion of validation will copy a memory map whole into
+    memory: the passes read memory maps of those types chunk by chunk, but an int16 or float16 stack
+    becomes a float64 array in memory first (4 or 8 times its size on disk)."""
+    if isinstance(X, np.memmap) and X.dtype not in (np.float32, np.float64):
+        size_mb = X.size * 8 / 2**20
+        warnings.warn(
+            f"{name} is a memory map of {X.dtype}: it is converted to a float64 array in memory first "
+            f"({size_mb:.0f} MB), not read chunk by chunk; write the stack as float32 to work out of core.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def float_dask_array(X, name="X"):

@@ -11,7 +11,13 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
 from ._chunks import sample_chunks
-from ._samples import checked_finite, float_dask_array, is_dask_array, temporary_memmap
+from ._samples import (
+    checked_finite,
+    float_dask_array,
+    is_dask_array,
+    temporary_memmap,
+    warn_if_memory_map_is_copied,
+)
 
 
 def validated_stack(X, input_name="X"):
@@ -30,6 +36,7 @@ def validated_stack(X, input_name="X"):
                 f"the Dask array {input_name} is chunked within images; chunk it along images only."
             )
         return float_dask_array(X, input_name)
+    warn_if_memory_map_is_copied(X, input_name)
     images = check_array(X, allow_nd=True, dtype=[np.float64, np.float32], input_name=input_name)
     if images.ndim != 3:
         raise ValueError(

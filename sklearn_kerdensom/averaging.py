@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, validate_param
 from sklearn.utils.validation import check_is_fitted
 
 from ._array_api import is_numpy_or_dask, like, namespace, to_numpy
-from ._samples import float_dask_array, is_dask_array, samples_of
+from ._samples import float_dask_array, is_dask_array, samples_of, warn_if_memory_map_is_copied
 
 
 def _class_sums(rows, terms, labels, n_classes):
@@ -32,6 +32,7 @@ def _checked_images(images, name="images"):
         return float_dask_array(images, name)
     # The input's namespace under scikit-learn's array_api_dispatch, NumPy otherwise.
     xp, _ = get_namespace(images)
+    warn_if_memory_map_is_copied(images, name)
     return check_array(images, allow_nd=True, dtype=[xp.float64, xp.float32], input_name=name)
 
 

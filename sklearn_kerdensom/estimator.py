@@ -38,7 +38,7 @@ from ._passes import (
     nearest_rows,
     per_sample,
 )
-from ._samples import check_dask_samples, is_dask_array, samples_of
+from ._samples import check_dask_samples, is_dask_array, samples_of, warn_if_memory_map_is_copied
 from ._subspace import fit_subspace, reduce_samples
 from ._topology import (
     SMOOTHNESS_KINDS,
@@ -639,6 +639,7 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         if not is_dask_array(X):
             # The input's namespace under scikit-learn's array_api_dispatch, NumPy otherwise.
             xp, _ = get_namespace(X)
+            warn_if_memory_map_is_copied(X)
             return validate_data(self, X, dtype=[xp.float64, xp.float32], reset=reset)
         X = check_dask_samples(X)
         if reset:

@@ -10,7 +10,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._array_api import is_numpy_or_dask, like, namespace, to_numpy
 from ._chunks import sample_chunks
-from ._samples import checked_finite, float_dask_array, is_dask_array, temporary_memmap
+from ._samples import (
+    checked_finite,
+    float_dask_array,
+    is_dask_array,
+    temporary_memmap,
+    warn_if_memory_map_is_copied,
+)
 from ._stacks import is_memory_mapped
 
 
@@ -182,6 +188,7 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
             return float_dask_array(X)
         # The input's namespace under scikit-learn's array_api_dispatch, NumPy otherwise.
         xp, _ = get_namespace(X)
+        warn_if_memory_map_is_copied(X)
         images = check_array(X, allow_nd=True, dtype=[xp.float64, xp.float32], input_name="X")
         if images.ndim == 3:
             return images

@@ -224,3 +224,22 @@ def test_on_a_local_cluster(data, images):
         assert_same_fit(fit(data, **params), fit(lazy, **params), data, lazy)
         lazy_images = da.from_array(images, chunks=(45, 32, 32)).persist()
         assert_same_classes(averager().fit(images), averager().fit(lazy_images))
+
+
+def test_a_memory_map_that_is_copied_into_memory_says_so(images, tmp_path):
+    """int16 and float16 stacks are converted to float64 in memory before a fit: a warning says so
+    (the README said memory maps are read chunk by chunk; found by a trial)."""
+    path = tmp_path / "stack.mrcs"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data((images * 100).astype(np.int16))
+    stack = read_stack(path)
+    with pytest.warns(UserWarning, match="memory map of int16: it is converted to a float64 array in memory"):
+        fitted = averager().fit(stack)
+    assert fitted.labels_.shape == (len(images),)
+    vectors = memmap_of(np.asarray(stack, dtype=np.float16).reshape(len(images), -1), tmp_path)
+    with pytest.warns(UserWarning, match="memory map of float16"):
+        KerDenSOM(2, 2, max_iter=5, random_state=0).fit(vectors)
+    with warnings.catch_warnings():
+        # float32 memory maps are read chunk by chunk: no such warning.
+        warnings.filterwarnings("error", message=".*memory map of")
+        KerDenSOM(2, 2, max_iter=5, random_state=0).fit(memmap_of(vectors.astype(np.float32), tmp_path))
