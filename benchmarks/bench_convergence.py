@@ -84,9 +84,9 @@ def run(X):
     original_anneal = KerDenSOM._anneal
 
     def recording_anneal(self, *args, **kwargs):
-        code_vectors, sigma, step_traces = original_anneal(self, *args, **kwargs)
-        traces.extend(step_traces)
-        return code_vectors, sigma, step_traces
+        result = original_anneal(self, *args, **kwargs)
+        traces.extend(result[2])  # (code_vectors, sigma, traces, subspace dimensions)
+        return result
 
     KerDenSOM._anneal = recording_anneal
     try:

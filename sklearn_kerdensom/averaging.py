@@ -52,7 +52,8 @@ def _checked_labels(labels, n_images, n_classes=None):
             "class)."
         )
     n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
+    whole = isinstance(n_classes, (int, np.integer, float, np.floating)) and float(n_classes).is_integer()
+    if isinstance(n_classes, bool) or not whole or n_classes < 1:
         raise ValueError(f"n_classes must be a positive integer; got {n_classes!r}.")
     if labels.max() >= n_classes:
         raise ValueError(f"labels must be in 0 .. {n_classes - 1}; got {labels.min()} .. {labels.max()}.")
@@ -308,9 +309,13 @@ class ClassAverager(ClusterMixin, BaseEstimator):
             self.n_features_in_ = self.estimator_.n_features_in_
         return self
 
-    def _delegate(self, method, X):
+    def _estimator_X(self, X):
+        """``X`` (images) as the fitted estimator takes them."""
         check_is_fitted(self)
-        return getattr(self.estimator_, method)(_estimator_input(self.estimator_, _checked_images(X, "X")))
+        return _estimator_input(self.estimator_, _checked_images(X, "X"))
+
+    def _delegate(self, method, X):
+        return getattr(self.estimator_, method)(self._estimator_X(X))
 
     def predict(self, X):
         """Class of each image (delegated to the fitted estimator)."""

@@ -178,7 +178,7 @@ def has_ctf(table):
 
 @validate_params(
     {
-        "shape": [tuple, list],
+        "shape": ["array-like"],
         "pixel_size": [Interval(Real, 0, None, closed="neither")],
         "parameters": [CTFParameters],
     },
@@ -201,7 +201,7 @@ def contrast_transfer(shape, pixel_size, parameters):
     ctf : ndarray of shape (n, height, width // 2 + 1), float64
         RELION's CTF (see the module's docstring) at the frequencies of ``numpy.fft.rfft2``.
     """
-    height, width = shape
+    height, width = (int(size) for size in shape)
     rows = np.fft.fftfreq(height, d=pixel_size)[:, None]
     columns = np.fft.rfftfreq(width, d=pixel_size)[None, :]
     frequency2 = rows**2 + columns**2
@@ -240,7 +240,7 @@ def flip_phases(images, parameters, pixel_size):
     ----------
     images : array-like of shape (n, height, width)
     parameters : CTFParameters
-        Of the ``n`` particles.
+        Of the ``n`` particles, or of one particle for all of them.
     pixel_size : float
         Å per pixel.
 
@@ -250,7 +250,7 @@ def flip_phases(images, parameters, pixel_size):
         As RELION flips phases: where the CTF is 0, the component is kept.
     """
     images = np.asarray(validated_stack(images, "images"))
-    if len(parameters) != len(images):
+    if len(parameters) not in (1, len(images)):
         raise ValueError(
             f"parameters has the CTF of {len(parameters)} particles, but there are {len(images)} images."
         )

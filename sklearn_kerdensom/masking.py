@@ -70,7 +70,7 @@ def _checked_image_shape(shape, name):
     return (int(shape[0]), int(shape[1]))
 
 
-def checked_mask(mask):
+def _checked_mask_values(mask):
     """A 2-D mask checked as :class:`MaskVectorizer` uses it: boolean, or weights in [0, 1] (clipped
     to it within rounding); a ValueError names what is wrong (shape, NaN, values, no pixel)."""
     mask = np.asarray(mask)
@@ -152,7 +152,7 @@ class MaskVectorizer(TransformerMixin, BaseEstimator):
         self.image_shape = image_shape
 
     def _checked_mask(self):
-        return checked_mask(self.mask)
+        return _checked_mask_values(self.mask)
 
     def _image_shape(self, X, mask):
         """Shape of the images of ``X``, or None for pass-through."""

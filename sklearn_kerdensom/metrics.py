@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._passes import per_sample, sq_distance_rows
 from ._topology import neighbour_pairs
-from .averaging import ClassAverager, _checked_images, _estimator_input
+from .averaging import ClassAverager
 from .estimator import KerDenSOM
 
 
@@ -21,9 +21,9 @@ def _fitted_map(estimator, X=None):
     """The fitted KerDenSOM inside ``estimator``, and ``X`` (if given) as that map takes it: through a
     ClassAverager's image handling and the steps of a Pipeline before the map."""
     if isinstance(estimator, ClassAverager):
-        check_is_fitted(estimator)
         if X is not None:
-            X = _estimator_input(estimator.estimator_, _checked_images(X, "X"))
+            X = estimator._estimator_X(X)
+        check_is_fitted(estimator)
         estimator = estimator.estimator_
     if isinstance(estimator, Pipeline):
         if X is not None:

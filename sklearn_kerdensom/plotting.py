@@ -348,14 +348,10 @@ def plot_node_values(
     """
     from matplotlib.collections import PolyCollection
 
-    node_positions = np.asarray(node_positions, dtype=float)
-    values = np.asarray(values, dtype=float)
-    if node_positions.ndim != 2 or node_positions.shape[1] != 2 or values.shape != (len(node_positions),):
-        raise ValueError(
-            "values must have shape (n_nodes,) and node_positions (n_nodes, 2); got "
-            f"{values.shape} and {node_positions.shape}."
-        )
     centres = _cell_centres(node_positions, topology)
+    values = np.asarray(values, dtype=float)
+    if values.shape != (len(centres),):
+        raise ValueError(f"values must have shape (n_nodes,) = ({len(centres)},); got {values.shape}.")
     outline = _cell_outline(topology)
     fig, ax = _map_axes(ax, None, centres, extra_width=1.0)
     cells = PolyCollection(

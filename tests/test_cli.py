@@ -442,3 +442,17 @@ def test_progress_bars_on_a_terminal_only(tmp_path):
     assert "fitting:" in text and "step 2/2, iteration" in text
     code, stdout, stderr = kerdensom(*arguments, "--out", tmp_path / "pipe")
     assert code == 0 and "reading" not in stderr + stdout and "fitting" not in stderr and "%|" not in stderr
+
+
+def test_error_messages_name_options_but_leave_paths_alone():
+    """The keywords a reading function suggests become the options; a path that contains the same text
+    (a directory named pixel_size=1.06) is left as it is (a review found it rewritten)."""
+    from sklearn_kerdensom.cli._arguments import _reading_keywords_in_flags
+
+    message = (
+        "stack 's.mrcs' named in pixel_size=1.06/p.star was not found; looked at: pixel_size=1.06/s.mrcs. "
+        "Run from the RELION project directory, or give where the stacks are now with image_root=."
+    )
+    assert _reading_keywords_in_flags(message) == message.replace("image_root=.", "--image-root DIR.")
+    hint = "no pixel size; pass pixel_size=."
+    assert _reading_keywords_in_flags(hint) == "no pixel size; pass --pixel-size."

@@ -372,8 +372,11 @@ def test_ctf_functions_and_phase_flipper_refuse_impossible_pixel_sizes():
             contrast_transfer((16, 16), pixel_size, parameters)
         with pytest.raises(ValueError, match="'pixel_size' parameter of flip_phases"):
             flip_phases(images, parameters, pixel_size)
-    with pytest.raises(ValueError, match="CTF of 1 particles, but there are 2 images"):
-        flip_phases(images, parameters.subset(np.array([0])), 1.0)
+    with pytest.raises(ValueError, match="CTF of 2 particles, but there are 3 images"):
+        flip_phases(np.concatenate([images, images[:1]]), parameters, 1.0)
+    # One CTF for every image, as before the checks (a review found it refused).
+    one = flip_phases(images, parameters.subset(np.array([0])), 1.0)
+    np.testing.assert_array_equal(one[1], flip_phases(images[1:], parameters.subset(np.array([0])), 1.0)[0])
 
 
 def test_ctf_parameters_name_a_field_that_holds_no_numbers():

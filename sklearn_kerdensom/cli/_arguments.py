@@ -113,9 +113,13 @@ _READING_KEYWORDS = {"pixel_size=": "--pixel-size", "image_root=": "--image-root
 
 
 def _reading_keywords_in_flags(message):
-    """A reading function's error message with the keyword arguments it suggests as the options."""
+    """A reading function's error message with the keyword arguments it suggests as the options.
+
+    Only a keyword that stands alone (after a space, before punctuation or the end) is replaced, never
+    a path that contains the same text (a directory named ``pixel_size=1.06``).
+    """
     for keyword, flag in _READING_KEYWORDS.items():
-        message = message.replace(keyword, flag)
+        message = re.sub(rf"(?<=\s){re.escape(keyword)}(?=[.,;)]|\s|$)", flag, message)
     return message
 
 

@@ -18,7 +18,7 @@ from ..ctf import (
     missing_ctf_columns,
     pixel_size_of,
 )
-from ..masking import checked_mask, circular_mask
+from ..masking import _checked_mask_values, circular_mask
 from ..metrics import position_correlation
 from ._arguments import UsageError
 from ._console import _progress_bars, _say, _warn
@@ -53,7 +53,7 @@ def _read_mask(path):
     if mask.ndim != 2:
         raise ValueError(f"mask {path} must be a 2-D image; it has shape {mask.shape}")
     try:
-        return checked_mask(mask)  # before any particle is read
+        return _checked_mask_values(mask)  # before any particle is read
     except ValueError as error:
         raise ValueError(f"mask {path}: {error}") from None
 

@@ -68,7 +68,7 @@ def _load_dataset(path, role):
         raise FileNotFoundError(f"cryoSPARC {role} not found: {path}")
     try:
         return Dataset.load(str(path))
-    except MemoryError:
+    except (MemoryError, OSError):  # out of memory, or a file that cannot be read (permissions)
         raise
     except Exception as error:  # cryosparc-tools' DatasetLoadError and NumPy's errors alike
         raise ValueError(f"{path} is not a cryoSPARC .cs {role} that can be read ({error})") from None

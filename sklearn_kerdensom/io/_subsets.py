@@ -18,13 +18,14 @@ def _checked_class_numbers(classes):
     """The distinct class numbers of ``classes``, sorted; a ValueError unless they are integers >= 1."""
     if isinstance(classes, (str, bytes)) or not np.iterable(classes):
         raise ValueError(f"classes must be a list of class numbers (integers from 1); got {classes!r}.")
-    numbers = np.asarray(list(classes))
+    classes = list(classes)  # once: an iterator is consumed by reading it
+    numbers = np.asarray(classes)
     whole = numbers.size and (
         np.issubdtype(numbers.dtype, np.integer)
         or (np.issubdtype(numbers.dtype, np.floating) and np.all(np.isfinite(numbers) & (numbers % 1 == 0)))
     )
     if not whole or numbers.ndim != 1 or np.any(numbers < 1):
-        raise ValueError(f"classes must be class numbers, integers from 1; got {list(classes)!r}.")
+        raise ValueError(f"classes must be class numbers, integers from 1; got {classes!r}.")
     return sorted({int(number) for number in numbers})
 
 
