@@ -230,6 +230,16 @@ def _path_set(clean, knots, pixel_size, n_samples, snr, phase_flip, random_state
     )
 
 
+# The parameters every simulated set shares, as validate_params checks them.
+_SET_CONSTRAINTS = {
+    "snr": [Interval(Real, 0, None, closed="neither")],
+    "binning": [Interval(Integral, 1, 16, closed="both")],
+    "phase_flip": ["boolean", Interval(Integral, 0, 1, closed="both")],
+    "random_state": ["random_state"],
+}
+_COUNT = [Interval(Integral, 1, None, closed="left")]
+
+
 def _state_projections(binning):
     maps = load_adk_maps()
     volumes = np.stack([maps.volumes[maps.names.index(name)] for name in _STATE_MAPS])
@@ -246,11 +256,8 @@ def _path_projections(binning):
 
 @validate_params(
     {
-        "n_per_state": [Interval(Integral, 1, None, closed="left")],
-        "snr": [Interval(Real, 0, None, closed="neither")],
-        "binning": [Interval(Integral, 1, 16, closed="both")],
-        "phase_flip": ["boolean", Interval(Integral, 0, 1, closed="both")],
-        "random_state": ["random_state"],
+        "n_per_state": _COUNT,
+        **_SET_CONSTRAINTS,
     },
     prefer_skip_nested_validation=True,
 )
@@ -295,11 +302,8 @@ def make_adk_states(n_per_state=200, *, snr=0.1, binning=1, phase_flip=True, ran
 
 @validate_params(
     {
-        "n_samples": [Interval(Integral, 1, None, closed="left")],
-        "snr": [Interval(Real, 0, None, closed="neither")],
-        "binning": [Interval(Integral, 1, 16, closed="both")],
-        "phase_flip": ["boolean", Interval(Integral, 0, 1, closed="both")],
-        "random_state": ["random_state"],
+        "n_samples": _COUNT,
+        **_SET_CONSTRAINTS,
     },
     prefer_skip_nested_validation=True,
 )
@@ -345,11 +349,8 @@ def _rotation_about_y(degrees):
 
 @validate_params(
     {
-        "n_samples": [Interval(Integral, 1, None, closed="left")],
-        "snr": [Interval(Real, 0, None, closed="neither")],
-        "binning": [Interval(Integral, 1, 16, closed="both")],
-        "phase_flip": ["boolean", Interval(Integral, 0, 1, closed="both")],
-        "random_state": ["random_state"],
+        "n_samples": _COUNT,
+        **_SET_CONSTRAINTS,
     },
     prefer_skip_nested_validation=True,
 )
@@ -383,12 +384,9 @@ def make_adk_views(n_samples=600, *, snr=0.1, binning=1, phase_flip=True, random
 
 @validate_params(
     {
-        "n_per_state": [Interval(Integral, 1, None, closed="left")],
-        "n_path": [Interval(Integral, 1, None, closed="left")],
-        "snr": [Interval(Real, 0, None, closed="neither")],
-        "binning": [Interval(Integral, 1, 16, closed="both")],
-        "phase_flip": ["boolean", Interval(Integral, 0, 1, closed="both")],
-        "random_state": ["random_state"],
+        "n_per_state": _COUNT,
+        "n_path": _COUNT,
+        **_SET_CONSTRAINTS,
     },
     prefer_skip_nested_validation=True,
 )
