@@ -315,7 +315,8 @@ class ClassAverager(ClusterMixin, BaseEstimator):
         return _estimator_input(self.estimator_, _checked_images(X, "X"))
 
     def _delegate(self, method, X):
-        return getattr(self.estimator_, method)(self._estimator_X(X))
+        X = self._estimator_X(X)  # first: it checks that the averager is fitted
+        return getattr(self.estimator_, method)(X)
 
     def predict(self, X):
         """Class of each image (delegated to the fitted estimator)."""
