@@ -160,6 +160,18 @@ def _umask():
     return mask
 
 
+def unusable_out(out, error):
+    """The OSError of an ``--out`` that cannot be made, from the ``error`` of making it or a parent:
+    it names the nearest existing directory above ``out`` (or the file in its way), never a temporary
+    name."""
+    for ancestor in Path(out).parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                return OSError(f"--out {out} cannot be written: {ancestor} is not a directory")
+            return OSError(f"--out {out} cannot be written in {ancestor}: {error.strerror or error}")
+    return OSError(f"--out {out} cannot be written: {error.strerror or error}")
+
+
 class OutputDirectory:
     """The output directory ``out`` of a run, its staging directory, and their checks.
 
@@ -237,19 +249,17 @@ class OutputDirectory:
         """Make the staging directory (and any missing parents of ``out``); returns its path."""
         parent = self.out.parent
         missing = [directory for directory in (parent, *parent.parents) if not directory.exists()]
-        for directory in reversed(missing):
-            try:
-                directory.mkdir()
-            except FileExistsError:
-                continue  # made meanwhile by someone else: not ours to remove
-            self._made_parents.append(directory)
         try:
+            for directory in reversed(missing):
+                try:
+                    directory.mkdir()
+                except FileExistsError:
+                    continue  # made meanwhile by someone else: not ours to remove
+                self._made_parents.append(directory)
             self.staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=parent))
         except OSError as error:
-            # The error names a random hidden name; what the user needs is the place that is unusable.
-            raise OSError(
-                error.errno, f"cannot write the output {self.out} in {parent}: {error.strerror}"
-            ) from None
+            # The error names a random hidden name or a parent; what the user needs is --out and why.
+            raise unusable_out(self.out, error) from None
         # mkdtemp makes a private (0700) directory; the outputs get the user's usual permissions.
         self.staging.chmod(0o777 & ~_umask())
         return self.staging

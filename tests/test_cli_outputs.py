@@ -175,8 +175,9 @@ def test_an_unusable_out_is_named_in_the_error(tmp_path):
     """The error named the hidden staging directory's random name, not the --out the user gave."""
     notes = tmp_path / "notes.txt"
     notes.write_text("a user's notes\n")
-    code, _, stderr = kerdensom("demo", "--n-particles", "50", *FAST, "--out", notes / "run")
-    assert code == 1 and f"cannot write the output {notes / 'run'} in {notes}: Not a directory" in stderr
+    for out in (notes / "run", notes / "deeper" / "run"):
+        code, _, stderr = kerdensom("demo", "--n-particles", "50", *FAST, "--out", out)
+        assert code == 1 and f"--out {out} cannot be written: {notes} is not a directory" in stderr
     assert notes.read_text() == "a user's notes\n" and [path.name for path in tmp_path.iterdir()] == [
         "notes.txt"
     ]

@@ -97,6 +97,11 @@ def test_select_refuses_what_it_must_not_do(tmp_path, capsys):
     assert _select_in_process(capsys, run, "--classes", "1-6", "--out", ours, "--overwrite")[0] == 0
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary left
 
+    # A file where --out needs a directory is named (a trial saw "[Errno 17] File exists").
+    code, stderr = _select_in_process(capsys, run, "--classes", "1", "--out", foreign / "s.star")
+    assert code == 1 and f"cannot be written: {foreign} is not a directory" in stderr
+    assert foreign.read_text() == "a user's own file\n"
+
     # A subset the user has edited since is the user's file now (on main it was replaced).
     edited = ours.read_text() + "# my note on these classes\n"
     ours.write_text(edited)

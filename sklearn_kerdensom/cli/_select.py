@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from .. import __version__, _signals
-from .._output_directory import _rename_no_replace
+from .._output_directory import _rename_no_replace, unusable_out
 from ._console import _say
 
 # The first line of every subset STAR file kerdensom writes starts with this marker and holds the
@@ -23,8 +23,13 @@ def _select(args):
     _check_classes_exist(args, star)
     _check_subset_target(args)
     subset = select_classes(star, args.classes, image_root=args.image_root)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{args.out.name}.", suffix=".tmp", dir=args.out.parent)
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=f".{args.out.name}.", suffix=".tmp", dir=args.out.parent
+        )
+    except OSError as error:
+        raise unusable_out(args.out, error) from None
     os.close(descriptor)
     temporary = Path(temporary)
     try:
