@@ -304,6 +304,16 @@ def test_mask_values_are_checked_before_any_particle_is_read(tmp_path, values, m
     assert not (tmp_path / "out").exists()
 
 
+def test_a_mask_that_is_no_mrc_file_is_named(tmp_path):
+    mask = tmp_path / "mask.mrc"
+    mask.write_text("junk\n")
+    code, stdout, stderr = kerdensom(
+        "classify", PARTICLES / "rln_proj_64.star", "--mask", mask, "--out", tmp_path / "out"
+    )
+    assert code == 1 and "read" not in stdout
+    assert f"mask {mask} is not a readable MRC file (" in stderr and mask.read_text() == "junk\n"
+
+
 def test_soft_edge_with_a_mask_file_is_refused(tmp_path):
     mask = tmp_path / "mask.mrc"
     with mrcfile.new(mask) as mrc:

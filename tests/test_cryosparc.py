@@ -137,3 +137,23 @@ def test_a_cs_file_without_its_passthrough_says_where_the_ctf_went(tmp_path):
     assert code == 0, stderr
     assert "no CTF parameters" in stderr
     assert "there is no passthrough file beside it: give it with --passthrough" in stderr
+
+
+def test_the_passthrough_of_the_job_is_found_among_several(tmp_path):
+    """With another job's passthrough file beside it, the lookup gave up and the CTF warning said there
+    was none (found by a verification trial)."""
+    import shutil
+
+    from sklearn_kerdensom.io._cryosparc import find_passthrough
+
+    _, project, _, _ = _cryosparc_project(tmp_path)
+    particles = project / "J2" / "J2_particles.cs"
+    own = project / "J2" / "J2_passthrough_particles.cs"
+    shutil.copy(own, project / "J2" / "J7_passthrough_particles.cs")
+    assert find_passthrough(particles) == own
+    table = read_particle_table(particles)
+    assert "rlnDefocusU" in table.metadata.columns
+    own.unlink()
+    job = project / "J2"
+    shutil.copy(job / "J7_passthrough_particles.cs", job / "J8_passthrough_particles.cs")
+    assert find_passthrough(particles) is None  # two other jobs': not guessed

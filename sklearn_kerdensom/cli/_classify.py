@@ -44,10 +44,14 @@ def _read_mask(path):
 
     if not path.is_file():
         raise FileNotFoundError(f"mask file not found: {path}")
-    with mrcfile.open(path, permissive=True) as mrc:
-        if mrc.data is None:
-            raise ValueError(f"{path} is not a readable MRC file")
-        mask = np.array(mrc.data, dtype=np.float64)
+    try:
+        with mrcfile.open(path, permissive=True) as mrc:
+            data = mrc.data
+            mask = None if data is None else np.array(data, dtype=np.float64)
+    except ValueError as error:
+        raise ValueError(f"mask {path} is not a readable MRC file ({error})") from None
+    if mask is None:
+        raise ValueError(f"mask {path} is not a readable MRC file")
     if mask.ndim == 3 and mask.shape[0] == 1:
         mask = mask[0]
     if mask.ndim != 2:
@@ -64,12 +68,16 @@ def _check_ctf(args, metadata):
     missing = missing_ctf_columns(metadata)
     if not missing:
         return
-    from ..io._cryosparc import find_passthrough
+    from ..io._cryosparc import find_passthrough, passthrough_candidates
 
     without_ctf = f"{args.star} has no CTF parameters ({', '.join(missing)} missing"
     if args.star.suffix == ".cs" and args.passthrough is None and find_passthrough(args.star) is None:
         # cryoSPARC keeps the CTF in the passthrough file, often left behind when a job's .cs is copied.
-        without_ctf += ", and there is no passthrough file beside it: give it with --passthrough"
+        if len(passthrough_candidates(args.star)) > 1:
+            without_ctf += ", and of the passthrough files beside it none is its job's"
+        else:
+            without_ctf += ", and there is no passthrough file beside it"
+        without_ctf += ": give it with --passthrough"
     if args.ctf == "phase-flip":
         raise ValueError(
             f"--ctf phase-flip: {without_ctf}); use --ctf none for particles that need no correction"

@@ -74,11 +74,22 @@ def _load_dataset(path, role):
         raise ValueError(f"{path} is not a cryoSPARC .cs {role} that can be read ({error})") from None
 
 
-def find_passthrough(cs_path):
-    """The passthrough file beside a cryoSPARC ``.cs`` particle file, or None if there is not exactly one."""
+def passthrough_candidates(cs_path):
+    """The ``*passthrough*.cs`` files beside a cryoSPARC ``.cs`` particle file, sorted."""
     cs_path = Path(cs_path)
-    candidates = [path for path in cs_path.parent.glob("*passthrough*.cs") if path != cs_path]
-    return candidates[0] if len(candidates) == 1 else None
+    return sorted(path for path in cs_path.parent.glob("*passthrough*.cs") if path != cs_path)
+
+
+def find_passthrough(cs_path):
+    """The passthrough file of a cryoSPARC ``.cs`` particle file: the one beside it, or among several the
+    one its job wrote for it (``J12_passthrough_particles.cs`` for ``J12_particles.cs``); None otherwise."""
+    cs_path = Path(cs_path)
+    candidates = passthrough_candidates(cs_path)
+    if len(candidates) == 1:
+        return candidates[0]
+    job, _, rest = cs_path.name.partition("_")
+    own = cs_path.with_name(f"{job}_passthrough_{rest}")
+    return own if own in candidates else None
 
 
 def read_cryosparc_tables(cs_path, passthrough=None):
