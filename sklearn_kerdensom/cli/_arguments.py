@@ -223,7 +223,8 @@ def _parser():
         "--passthrough",
         type=Path,
         metavar="CS",
-        help="the .cs file's cryoSPARC passthrough file (default: the one *passthrough*.cs beside it)",
+        help="the .cs file's cryoSPARC passthrough file (default: the *passthrough*.cs beside it, or its "
+        "job's among several)",
     )
     mask = classify.add_mutually_exclusive_group(required=True)
     mask.add_argument("--mask", type=Path, help="mask MRC file (boolean or soft, values in [0, 1])")

@@ -100,7 +100,7 @@ def read_cryosparc_tables(cs_path, passthrough=None):
     cs_path : path-like
         A ``.cs`` particle file.
     passthrough : path-like, default=None
-        Its passthrough file; None finds it beside ``cs_path`` (the one ``*passthrough*.cs`` there).
+        Its passthrough file; None finds it beside ``cs_path`` (:func:`find_passthrough`).
 
     Returns
     -------

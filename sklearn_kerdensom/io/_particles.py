@@ -62,7 +62,8 @@ def read_particle_table(star_path, *, image_root=None, passthrough=None):
     passthrough : str or path-like, default=None
         For a ``.cs`` file: its cryoSPARC passthrough file, joined on ``uid``
         (often where the CTF is). None takes the one ``*passthrough*.cs``
-        beside it, if there is exactly one.
+        beside it, or among several its job's (``J12_passthrough_particles.cs``
+        for ``J12_particles.cs``).
 
     Returns
     -------
