@@ -161,15 +161,15 @@ def _umask():
 
 
 def unusable_out(out, error):
-    """The OSError of an ``--out`` that cannot be made, from the ``error`` of making it or a parent:
+    """The OSError of an output (``--out``) that cannot be made, from the ``error`` of making it or a parent:
     it names the nearest existing directory above ``out`` (or the file in its way), never a temporary
     name."""
     for ancestor in Path(out).parents:
         if ancestor.exists():
             if not ancestor.is_dir():
-                return OSError(f"--out {out} cannot be written: {ancestor} is not a directory")
-            return OSError(f"--out {out} cannot be written in {ancestor}: {error.strerror or error}")
-    return OSError(f"--out {out} cannot be written: {error.strerror or error}")
+                return OSError(f"{out} cannot be written: {ancestor} is not a directory")
+            return OSError(f"{out} cannot be written in {ancestor}: {error.strerror or error}")
+    return OSError(f"{out} cannot be written: {error.strerror or error}")
 
 
 class OutputDirectory:

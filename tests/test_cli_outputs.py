@@ -177,7 +177,7 @@ def test_an_unusable_out_is_named_in_the_error(tmp_path):
     notes.write_text("a user's notes\n")
     for out in (notes / "run", notes / "deeper" / "run"):
         code, _, stderr = kerdensom("demo", "--n-particles", "50", *FAST, "--out", out)
-        assert code == 1 and f"--out {out} cannot be written: {notes} is not a directory" in stderr
+        assert code == 1 and f"error: {out} cannot be written: {notes} is not a directory" in stderr
     assert notes.read_text() == "a user's notes\n" and [path.name for path in tmp_path.iterdir()] == [
         "notes.txt"
     ]
