@@ -526,7 +526,10 @@ def test_an_unwritable_out_is_reported_before_any_work(tmp_path):
         "--out",
         tmp_path / "file" / "o",
     )
-    assert code == 1 and "Not a directory" in stderr
+    assert (
+        code == 1
+        and f"{tmp_path / 'file' / 'o'} cannot be written: {tmp_path / 'file'} is not a directory" in stderr
+    )
     assert "read" not in stdout and "fitting" not in stdout
 
 
