@@ -27,7 +27,9 @@ _CAP_FACTOR = 4.0
 def _parabola(start, first, second):
     """``r`` and ``v`` of the module docstring, for arrays or floats."""
     change = first - start
-    return change, second - first - change
+    curvature = second - first
+    curvature -= change
+    return change, curvature
 
 
 def _step_length(change, curvature):
@@ -39,8 +41,11 @@ def _step_length(change, curvature):
 
 
 def _along_parabola(start, change, curvature, length):
-    """``start + 2 a r + a^2 v`` of the module docstring."""
-    return start + 2.0 * length * change + length**2 * curvature
+    """``start + 2 a r + a^2 v`` of the module docstring (for arrays, with one temporary array)."""
+    point = 2.0 * length * change
+    point += start
+    point += length**2 * curvature
+    return point
 
 
 def iterate_squarem(step, code_vectors, sigma):
@@ -62,13 +67,20 @@ def iterate_squarem(step, code_vectors, sigma):
             return second, second_sigma
         first_objective = step.trace.objective[-1]
         change, curvature = _parabola(code_vectors, first, second)
+        # A state of a fit in a subspace holds a coefficient per sample and node (:mod:`._subspace`):
+        # every state the path no longer needs is let go before the next pass.
+        del first
         length = min(cap, _step_length(change, curvature))
         at_cap = length == cap
         jump_sigma = _along_parabola(sigma, *_parabola(sigma, first_sigma, second_sigma), length)
         landed = False
-        if length > 1.0 and jump_sigma > step.sigma_floor:
-            jump = _along_parabola(code_vectors, change, curvature, length)
+        jumps = length > 1.0 and jump_sigma > step.sigma_floor
+        jump = _along_parabola(code_vectors, change, curvature, length) if jumps else None
+        change = curvature = None
+        if jumps:
+            code_vectors = None
             next_code_vectors, next_sigma, objective = step.evaluate(jump, jump_sigma)
+            jump = None
             landed = bool(np.isfinite(objective) and objective <= first_objective)
             if landed:
                 if step.record(jump_sigma, next_sigma, objective):
@@ -76,8 +88,10 @@ def iterate_squarem(step, code_vectors, sigma):
                 code_vectors, sigma = next_code_vectors, next_sigma
             elif step.reject():
                 return second, second_sigma
+            next_code_vectors = None
         if not landed:
             code_vectors, sigma = second, second_sigma
+        second = None
         if length == 1.0 or landed:
             cap = cap * _CAP_FACTOR if at_cap else cap
         else:

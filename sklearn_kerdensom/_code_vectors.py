@@ -20,6 +20,7 @@ from itertools import pairwise
 import numpy as np
 from scipy import linalg, sparse
 from scipy.sparse import linalg as sparse_linalg
+from sklearn.utils import gen_batches
 
 from ._blas import single_threaded_blas
 from ._topology import DENSE_SOLVE_MAX_NODES
@@ -31,10 +32,21 @@ GAUSS_SEIDEL_MAX_SWEEPS = 100
 _EMPTY_NODE_MASS = 1e-250
 
 
+# Columns of the code vectors whose product with the smoothness is taken at once in roughness(): code
+# vectors of a fit in a subspace have a column per sample (._subspace).
+_ROUGHNESS_COLUMNS = 8192
+
+
 def roughness(code_vectors, smoothness):
     """``trace(V.T @ P @ V)``: the smoothness penalty before its regularization weight."""
+    n_columns = code_vectors.shape[1]
     with single_threaded_blas():
-        return float(np.einsum("ij,ij->", smoothness @ code_vectors, code_vectors))
+        return float(
+            sum(
+                np.einsum("ij,ij->", smoothness @ code_vectors[:, block], code_vectors[:, block])
+                for block in gen_batches(n_columns, _ROUGHNESS_COLUMNS)
+            )
+        )
 
 
 def _system(mass, weighted_sums, code_vectors, smoothness, regularization):
@@ -42,11 +54,12 @@ def _system(mass, weighted_sums, code_vectors, smoothness, regularization):
     matrix = np.diag(mass)
     if regularization != 0:
         matrix = matrix + regularization * smoothness.toarray()
-    rhs = weighted_sums.copy()
+    rhs = weighted_sums
     empty = np.diag(matrix) <= _EMPTY_NODE_MASS
     if np.any(empty):
         matrix[empty, :] = 0.0
         matrix[empty, empty] = 1.0
+        rhs = weighted_sums.copy()
         rhs[empty] = code_vectors[empty]
     return matrix, rhs
 

@@ -84,7 +84,7 @@ class PreparedCenters:
         return 4.0 * (self.product_rounding * namespace(terms).sqrt(row_sq_norms) + expansion)
 
 
-def squared_distances(chunk, centers, terms):
+def squared_distances(chunk, centers, terms, offsets=None):
     """Squared Euclidean distances of shape (n_rows, n_nodes), float64 and non-negative.
 
     Parameters
@@ -94,12 +94,17 @@ def squared_distances(chunk, centers, terms):
     centers : PreparedCenters
     terms : ndarray of shape (n_rows, 2)
         The rows' :func:`chunk_terms`.
+    offsets : ndarray of shape (n_rows, n_nodes), float64, default=None
+        Terms of the distances that the chunk's columns do not hold (a subspace fit's residual
+        coefficients, :mod:`._subspace`), added before the clipping at zero.
     """
     xp = namespace(chunk)
     sq_distances = xp.astype(chunk @ centers.shifted.T, xp.float64, copy=False)
     sq_distances *= -2.0
     sq_distances += (terms[:, 0] - 2.0 * terms[:, 1])[:, None]
     sq_distances += centers.sq_norms
+    if offsets is not None:
+        sq_distances += offsets
     return _clipped_at_zero(sq_distances)
 
 
@@ -182,18 +187,21 @@ class Statistics:
         return float(np.sum(self.weighted_sq_norms - 2.0 * cross + self.mass * centre_sq))
 
 
-def log_kernels(chunk, terms, centers, variance, kernel, df, n_features=None):
+def log_kernels(chunk, terms, centers, variance, kernel, df, n_features=None, offsets=None):
     """Log kernel shapes (without constant) and squared distances of one chunk.
 
-    ``n_features``: the dimension of the samples' space, if not the chunk's (a subspace fit's).
+    ``n_features``: the dimension of the samples' space, if not the chunk's (a subspace fit's);
+    ``offsets``: see :func:`squared_distances`.
     """
-    sq_distances = squared_distances(chunk, centers, terms)
+    sq_distances = squared_distances(chunk, centers, terms, offsets)
     n_features = chunk.shape[1] if n_features is None else n_features
     return log_kernel_shape(sq_distances, variance, n_features, kernel, df), sq_distances
 
 
-def chunk_statistics(chunk, terms, centers, variance, kernel, df, storage_dtype, n_features=None):
-    """E-step statistics of one chunk.
+def weighted_chunk_statistics(
+    chunk, terms, centers, variance, kernel, df, storage_dtype, n_features=None, offsets=None
+):
+    """E-step statistics of one chunk, and the M-step weights they were summed with.
 
     The memberships are the posterior probabilities of the nodes (a log-space
     softmax, so no sample underflows whatever the dimension); the M-step weights
@@ -201,8 +209,14 @@ def chunk_statistics(chunk, terms, centers, variance, kernel, df, storage_dtype,
     ``storage_dtype`` (Xmipp stores them in float32) and then to the chunk's
     dtype for the weighted sums, while the weighted squared distance uses them
     unrounded, as Xmipp does.
+
+    Returns
+    -------
+    statistics : Statistics
+    weights : ndarray of shape (n_rows, n_nodes)
+        The rounded weights, in the chunk's dtype.
     """
-    log_kernel, sq_distances = log_kernels(chunk, terms, centers, variance, kernel, df, n_features)
+    log_kernel, sq_distances = log_kernels(chunk, terms, centers, variance, kernel, df, n_features, offsets)
     memberships, log_normalizer = _softmax(log_kernel)
     weights = em_weights(memberships, sq_distances, variance, kernel, df)
     xp = namespace(chunk)
@@ -210,6 +224,21 @@ def chunk_statistics(chunk, terms, centers, variance, kernel, df, storage_dtype,
     statistics = Statistics.of_weights(rounded, chunk, terms)
     statistics.weighted_sq_distance = total_of_products(weights, sq_distances)
     statistics.log_likelihood = float(xp.sum(log_normalizer))
+    return statistics, rounded
+
+
+def chunk_statistics(chunk, terms, centers, variance, kernel, df, storage_dtype, n_features=None):
+    """E-step statistics of one chunk (:func:`weighted_chunk_statistics` without the weights)."""
+    return weighted_chunk_statistics(chunk, terms, centers, variance, kernel, df, storage_dtype, n_features)[
+        0
+    ]
+
+
+def with_log_kernel_constant(statistics, n_samples, n_nodes, variance, n_features, kernel, df):
+    """``statistics`` of every sample with the constant of the log kernel density in their log-likelihood."""
+    statistics.log_likelihood += n_samples * (
+        log_kernel_constant(variance, n_features, kernel, df) - np.log(n_nodes)
+    )
     return statistics
 
 
@@ -239,10 +268,7 @@ def e_step(samples, centers, variance, kernel, df, storage_dtype):
             n_features=n_features,
         )
     )
-    statistics.log_likelihood += n_samples * (
-        log_kernel_constant(variance, n_features, kernel, df) - np.log(len(centers))
-    )
-    return statistics
+    return with_log_kernel_constant(statistics, n_samples, len(centers), variance, n_features, kernel, df)
 
 
 def _given_weights_statistics(chunk, terms, weights):

@@ -37,7 +37,7 @@ from ._array_api import (
 )
 from ._blas import map_in_threads, single_threaded_blas
 from ._chunks import device_sample_chunks, sample_chunks
-from ._passes import PreparedCenters
+from ._passes import PreparedCenters, e_step
 
 
 def is_dask_array(X):
@@ -183,6 +183,15 @@ class ChunkedSamples:
     def prepared_centers(self, centers):
         """Code vectors (float64, internal coordinates) ready for the passes (:class:`PreparedCenters`)."""
         return PreparedCenters.of(centers, self.frame.centre, self.dtype)
+
+    def fit_coordinates(self, code_vectors):
+        """Code vectors as a fit on these samples iterates them: as they are (see
+        :class:`._subspace.ResidualSamples`, whose fits iterate more)."""
+        return code_vectors
+
+    def e_step(self, centers, variance, kernel, df, storage_dtype):
+        """The E-step pass of a fit at the code vectors ``centers`` (:func:`._passes.e_step`)."""
+        return e_step(self, centers, variance, kernel, df, storage_dtype)
 
     def to_numpy(self, rows):
         """Results of :meth:`map_rows` as a NumPy array (a Dask array is computed)."""

@@ -31,7 +31,6 @@ import numpy as np
 from ._acceleration import iterate_squarem
 from ._code_vectors import gauss_seidel_sweeps, roughness, solve_exactly
 from ._kernels import kernel_variance, penalty_weight, updated_sigma
-from ._passes import e_step
 from ._progress import report
 
 
@@ -48,6 +47,8 @@ class Problem:
     sigma_floor: float
     # Extrapolated EM steps (see :mod:`._acceleration`); the likelihood rules only.
     accelerated: bool = False
+    # The code vectors whose roughness was asked for last, and that roughness (see :meth:`roughness`).
+    _last_roughness: tuple = field(default=(None, 0.0), repr=False, compare=False)
 
     @property
     def n_samples(self):
@@ -56,6 +57,19 @@ class Problem:
     @property
     def n_features(self):
         return self.samples.n_features
+
+    def roughness(self, code_vectors):
+        """``trace(V.T P V)`` of the code vectors (:func:`._code_vectors.roughness`).
+
+        An EM path asks for the roughness of each state twice, for the width of the iteration that made
+        it and for the objective of the next: the last value is kept for the same (never modified)
+        array, which spares a product of the smoothness with every code vector per iteration.
+        """
+        last_code_vectors, last_roughness = self._last_roughness
+        if code_vectors is not last_code_vectors:
+            last_roughness = roughness(code_vectors, self.smoothness)
+            self._last_roughness = (code_vectors, last_roughness)
+        return last_roughness
 
     def variance(self, sigma):
         return kernel_variance(sigma, self.n_features, self.kernel, self.objective)
@@ -125,15 +139,14 @@ class StepTrace:
 
 def _expectation(problem, code_vectors, sigma, regularization):
     """E-step pass: the statistics, the roughness and the objective at the given state."""
-    statistics = e_step(
-        problem.samples,
+    statistics = problem.samples.e_step(
         code_vectors,
         problem.variance(sigma),
         problem.kernel,
         problem.df,
         problem.storage_dtype,
     )
-    current_roughness = roughness(code_vectors, problem.smoothness)
+    current_roughness = problem.roughness(code_vectors)
     objective = problem.penalized_objective(
         statistics.log_likelihood, current_roughness, sigma, regularization
     )
@@ -168,7 +181,7 @@ def _likelihood_iteration(problem, code_vectors, sigma, regularization, trace=No
     )
     new_sigma = problem.updated_sigma(
         statistics.weighted_sq_distance_to(code_vectors),
-        roughness(code_vectors, problem.smoothness),
+        problem.roughness(code_vectors),
         regularization,
     )
     return code_vectors, new_sigma, objective
@@ -255,14 +268,15 @@ def iterate_plainly(step, code_vectors, sigma):
     return code_vectors, sigma
 
 
-def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0, steps=None, start=None):
+def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0, start=None):
     """Run every annealing step of ``schedule`` from the given state.
 
     Parameters
     ----------
     problem : Problem
     code_vectors : ndarray of shape (n_nodes, n_features)
-        Initial code vectors, internal coordinates, float64.
+        Initial code vectors, internal coordinates, float64 (the fit iterates them as
+        ``problem.samples.fit_coordinates`` gives them).
     sigma : float
         Initial width in the objective's convention.
     schedule : list of float
@@ -273,26 +287,24 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0, st
         Tolerance of each step: it stops when ``|sigma_old / sigma_new - 1| <= tol``.
     verbose : int
         1 prints a line per step, 2 also a line per iteration.
-    steps : tuple of int, default=None
-        ``(first, n_steps)``: the number of the first step (from 0) and of all the steps of the fit, for
-        the messages and the progress of a fit that runs its steps in several calls (a subspace fit's
-        last step runs on every feature); None: this call runs them all.
     start : float, default=None
         ``time.perf_counter()`` at the start of the fit, from which the messages count the elapsed
-        time (a fit in several calls); None: the start of this call.
+        time (a subspace fit's include its basis); None: the start of this call.
 
     Returns
     -------
     code_vectors : ndarray of shape (n_nodes, n_features), float64
+        As the fit iterates them (for :class:`._subspace.ResidualSamples`, with residual coefficients).
     sigma : float
     traces : list of StepTrace
     """
-    first, n_steps = (0, len(schedule)) if steps is None else steps
+    n_steps = len(schedule)
+    code_vectors = problem.samples.fit_coordinates(code_vectors)
     iterate = iterate_squarem if problem.accelerated else iterate_plainly
     sigma = max(sigma, problem.sigma_floor)
     traces = []
     start = time.perf_counter() if start is None else start
-    for number, (regularization, tol) in enumerate(zip(schedule, tols, strict=True), start=first):
+    for number, (regularization, tol) in enumerate(zip(schedule, tols, strict=True)):
         trace = StepTrace(regularization=regularization, tol=tol)
         step = AnnealingStep(problem, trace, max_iter, number, n_steps, verbose)
         code_vectors, sigma = iterate(step, code_vectors, sigma)
@@ -305,13 +317,3 @@ def anneal(problem, code_vectors, sigma, schedule, max_iter, tols, verbose=0, st
                 f"elapsed={time.perf_counter() - start:.2f}s"
             )
     return code_vectors, sigma, traces
-
-
-def refine(problem, code_vectors, sigma, regularization):
-    """One exact EM iteration of ``problem`` from the given state: the code vectors and width it gives.
-
-    After a fit in a subspace it puts back the code vectors' detail outside the subspace; like every
-    EM iteration it does not increase the objective.
-    """
-    code_vectors, sigma, _ = _likelihood_iteration(problem, code_vectors, sigma, regularization)
-    return code_vectors, sigma

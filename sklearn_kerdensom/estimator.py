@@ -39,7 +39,7 @@ from ._passes import (
     per_sample,
 )
 from ._samples import check_dask_samples, is_dask_array, samples_of, warn_if_memory_map_is_copied
-from ._subspace import fit_subspace, reduce_samples
+from ._subspace import code_vectors_in_features, fit_subspace, reduce_samples
 from ._topology import (
     SMOOTHNESS_KINDS,
     TOPOLOGIES,
@@ -47,7 +47,7 @@ from ._topology import (
     node_positions,
     smoothness_matrix,
 )
-from ._training import Problem, anneal, refine
+from ._training import Problem, anneal
 
 # The kernel variance never drops below this fraction of the data's variance per
 # feature (their mean square when they have none), so duplicated or single
@@ -68,14 +68,6 @@ _AUTO_SMOOTHNESS = {"likelihood": "bending", "xmipp": "membrane"}
 ANNEALING_TOL = 1e-5
 _AUTO_ANNEALING_TOL = {"likelihood": ANNEALING_TOL, "xmipp": None}
 _DEFAULT_REGULARIZATION = {"bending": (1e4, 200.0), "membrane": (1000.0, 200.0)}
-# A subspace fit's last steps run on every feature: there each code vector settles among its members'
-# noise in every dimension, which keeps a path's neighbours together and discrete states apart. On
-# benchmarks/bench_quality.py (K = 32, 2000 particles) one such step split the mixed set's states at
-# SNR 0.05 (state ARI 0.795 on every seed; 1.000 with two) and lowered continuity by 0.037 against the
-# full fit (0.008 with two); on 20 000 particles of the path and mixed sets (masked 64 x 64 images) two
-# steps no longer split states (0.571 on 2 of 3 seeds with one, at SNR 0.1), at 12.0 s per fit against
-# 14.5 s for the full fit in one run (10.2 s with one step in another; README, "Subspace fits").
-_STEPS_ON_EVERY_FEATURE = 2
 
 
 class _Count(Interval):
@@ -180,22 +172,22 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
         its seed-to-seed spread), ``tol`` for ``"xmipp"`` (Xmipp stops every
         step at the same tolerance).
     subspace_components : int or None, default=None
-        Run every annealing step but the last two (at least the first step)
-        in the principal subspace of this many dimensions (a randomized PCA
-        of up to 20 000 samples) instead of on every feature: each of their
-        passes costs ``subspace_components`` instead of ``n_features`` per
-        sample and node. Distances stay exact for code vectors in the
-        subspace (each sample's squared residual outside it is added to its
-        distances), so the kernel width and the objective are those of the
-        full problem. The last two steps run on every feature from the
-        subspace's map, which sets each code vector among its members in
-        every dimension (with one step, one exact iteration at its end does);
-        ``n_iter_`` and ``annealing_history_`` count both. The subspace
-        depends on the data alone, not on ``random_state``. A Dask array's
-        coordinates are computed on its workers and fitted in memory. It maps
-        a little differently from the full fit (measured in
-        ``benchmarks/bench_quality.py``), so it is not the default. None fits
-        on every feature. Needs ``objective="likelihood"``.
+        Fit in the principal subspace of this many dimensions (a randomized
+        PCA of up to 20 000 samples) instead of on every feature: a pass
+        costs about ``subspace_components + 1`` instead of ``n_features``
+        products per sample and node. Each sample keeps its residual outside
+        the subspace as a direction of its own, so that distances, kernel
+        width and objective are those of the full problem but for the
+        products of different samples' residuals, which noise makes nearly
+        zero; one last pass over the samples puts the code vectors back in
+        the space of the features, with their members' residuals. The
+        subspace depends on the data alone, not on ``random_state``. A Dask
+        array's coordinates are computed on its workers and fitted in
+        memory, which holds a few float64 arrays of ``n_samples x n_nodes``.
+        Its maps differ a little from the full fit's (measured in
+        ``benchmarks/bench_quality.py``: see the README), so it is not the
+        default. None fits on every feature. Needs
+        ``objective="likelihood"``.
     acceleration : {"auto", "squarem"} or None, default="auto"
         ``"squarem"``: extrapolate the EM iterations of every annealing step
         (SQUAREM, Varadhan & Roland 2008): after two iterations the state
@@ -549,8 +541,8 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
 
     def _anneal(self, problem, schedule, random_state):
         """Initial state and annealing: on every feature, or in a principal subspace (``subspace_components``)
-        for every step but the last ``_STEPS_ON_EVERY_FEATURE``, which run on every feature (see
-        :mod:`._subspace`)."""
+        with each sample's residual as a direction of its own, the code vectors then put back in the
+        samples' coordinates (see :mod:`._subspace`)."""
         tols = self._step_tols(schedule)
         if self.subspace_components is None:
             code_vectors, sigma = self._initialize(problem.samples, random_state, problem.storage_dtype)
@@ -560,42 +552,20 @@ class KerDenSOM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
             )
         start = time.perf_counter()
         subspace = fit_subspace(problem.samples, int(self.subspace_components))
-        reduced = replace(problem, samples=reduce_samples(problem.samples, subspace, self._n_threads()))
-        coordinates, sigma = self._initialize(reduced.samples, random_state, problem.storage_dtype)
-        if len(schedule) == 1:
-            coordinates, sigma, traces = anneal(
-                reduced, coordinates, sigma, schedule, self.max_iter, tols, self.verbose
-            )
-            code_vectors, sigma = refine(problem, subspace.lift(coordinates), sigma, schedule[-1])
-            return code_vectors, sigma, traces, subspace.n_components
-        # The subspace organizes the map, the last steps on every feature finish it (see
-        # _STEPS_ON_EVERY_FEATURE); one exact iteration at the end instead kept a path's neighbours
-        # together far less (continuity 0.60 against 0.77 on bench_quality's path set, an earlier run).
-        n_steps = len(schedule)
-        n_reduced = max(1, n_steps - _STEPS_ON_EVERY_FEATURE)
-        coordinates, sigma, traces = anneal(
-            reduced,
+        reduced = reduce_samples(problem.samples, subspace, self._n_threads())
+        coordinates, sigma = self._initialize(reduced, random_state, problem.storage_dtype)
+        code_vectors, sigma, traces = anneal(
+            replace(problem, samples=reduced),
             coordinates,
             sigma,
-            schedule[:n_reduced],
+            schedule,
             self.max_iter,
-            tols[:n_reduced],
+            tols,
             self.verbose,
-            (0, n_steps),
-            start,
+            start=start,
         )
-        code_vectors, sigma, exact = anneal(
-            problem,
-            subspace.lift(coordinates),
-            sigma,
-            schedule[n_reduced:],
-            self.max_iter,
-            tols[n_reduced:],
-            self.verbose,
-            (n_reduced, n_steps),
-            start,
-        )
-        return code_vectors, sigma, traces + exact, subspace.n_components
+        code_vectors = code_vectors_in_features(problem.samples, subspace, reduced, code_vectors)
+        return code_vectors, sigma, traces, subspace.n_components
 
     def _initialize(self, samples, random_state, storage_dtype):
         """Initial code vectors (internal coordinates, float64) and width."""

@@ -7,12 +7,18 @@ from sklearn.metrics import adjusted_rand_score
 
 from sklearn_kerdensom import KerDenSOM
 from sklearn_kerdensom import estimator as estimator_module
-from sklearn_kerdensom._frame import fit_frame
-from sklearn_kerdensom._passes import e_step
-from sklearn_kerdensom._samples import samples_of
-from sklearn_kerdensom._subspace import fit_subspace, reduce_samples
+from sklearn_kerdensom._code_vectors import solve_exactly
+from sklearn_kerdensom._frame import Frame, fit_frame
+from sklearn_kerdensom._passes import e_step, weighted_statistics
+from sklearn_kerdensom._samples import ChunkedSamples, samples_of
+from sklearn_kerdensom._subspace import (
+    ResidualSamples,
+    code_vectors_in_features,
+    fit_subspace,
+    reduce_samples,
+)
 from sklearn_kerdensom._topology import smoothness_matrix
-from sklearn_kerdensom._training import Problem, _expectation, anneal, refine
+from sklearn_kerdensom._training import anneal
 
 
 @pytest.fixture(scope="module")
@@ -48,28 +54,50 @@ def test_a_pass_in_the_subspace_is_the_full_pass_at_the_lifted_code_vectors(low_
     )
 
 
-def test_the_final_exact_iteration_does_not_increase_the_objective(low_rank):
-    samples = _samples(low_rank)
-    subspace = fit_subspace(samples, 2)
-    problem = Problem(
-        samples=samples,
-        smoothness=smoothness_matrix(4, 3, "rect", "bending"),
-        kernel="gaussian",
-        df=3.0,
-        objective="likelihood",
-        storage_dtype=np.dtype(np.float64),
-        sigma_floor=1e-12,
+@pytest.mark.parametrize("kernel", ["gaussian", "student_t"])
+def test_residual_samples_pass_as_samples_whose_residuals_are_directions_of_their_own(kernel):
+    # The same samples written out: coordinates, then sample k's residual length on axis k.
+    rng = np.random.default_rng(3)
+    n_samples, n_components, n_nodes = 50, 4, 6
+    coordinates = rng.normal(size=(n_samples, n_components))
+    sq_residuals = rng.uniform(0.5, 2.0, n_samples)
+    sq_residuals[7] = 0.0  # a sample inside the subspace
+    written_out = np.hstack([coordinates, np.diag(np.sqrt(sq_residuals))])
+    n_features = n_components + n_samples
+    frame = Frame(offset=None, scale=None, exponent=0, centre=np.zeros(n_features), spread=1.0)
+    dense = ChunkedSamples(written_out, frame, np.float64, n_nodes).cache_terms()
+    residual = ResidualSamples(
+        coordinates, sq_residuals, n_features, frame, np.dtype(np.float64), n_nodes, n_threads=2
     )
-    lifted = subspace.lift(np.random.default_rng(2).normal(size=(12, 2)))
-    *_, before = _expectation(problem, lifted, 1.0, 50.0)
-    code_vectors, sigma = refine(problem, lifted, 1.0, 50.0)
-    *_, after = _expectation(problem, code_vectors, sigma, 50.0)
-    assert after < before
-    # The refined code vectors leave the subspace: they take back the detail of the discarded dimensions.
-    outside = (code_vectors - subspace.centre) - (
-        code_vectors - subspace.centre
-    ) @ subspace.basis @ subspace.basis.T
-    assert np.abs(outside).max() > 1e-3
+    code_vectors = 0.3 * rng.normal(size=(n_nodes, n_features))
+    expected = e_step(dense, code_vectors, 0.7, kernel, 3.0, np.float64)
+    statistics = residual.e_step(code_vectors, 0.7, kernel, 3.0, np.float64)
+    np.testing.assert_allclose(statistics.mass, expected.mass, rtol=1e-10)
+    np.testing.assert_allclose(statistics.weighted_sums, expected.weighted_sums, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(statistics.weighted_sq_norms, expected.weighted_sq_norms, rtol=1e-10)
+    np.testing.assert_allclose(statistics.weighted_sq_distance, expected.weighted_sq_distance, rtol=1e-10)
+    np.testing.assert_allclose(statistics.log_likelihood, expected.log_likelihood, rtol=1e-10)
+    assert np.all(statistics.weighted_sums[:, n_components + 7] == 0.0)
+
+
+def test_code_vectors_in_features_are_the_full_m_step_of_the_same_weights(low_rank):
+    X = low_rank.astype(np.float64)
+    samples = _samples(X)
+    subspace = fit_subspace(samples, 3)
+    reduced = reduce_samples(samples, subspace, 1)
+    rng = np.random.default_rng(4)
+    weights = rng.dirichlet(np.ones(12), size=len(X))
+    smoothness = smoothness_matrix(4, 3, "rect", "bending")
+    full = weighted_statistics(samples, weights)
+    expected = solve_exactly(full.mass, full.weighted_sums, np.zeros((12, 40)), smoothness, 5.0)
+    # The M-step on the residual samples, whose code vectors hold each sample's residual coefficient.
+    in_subspace = weighted_statistics(reduced, weights).weighted_sums
+    residual_sums = (weights * reduced.residual_norms[:, None]).T
+    code_vectors = solve_exactly(
+        full.mass, np.hstack([in_subspace, residual_sums]), np.zeros((12, 3 + len(X))), smoothness, 5.0
+    )
+    in_features = code_vectors_in_features(samples, subspace, reduced, code_vectors)
+    np.testing.assert_allclose(in_features, expected, rtol=1e-8, atol=1e-8)
 
 
 def test_a_subspace_of_every_dimension_gives_the_full_fit(blobs):
@@ -209,28 +237,29 @@ def _fit_labels(X):
     return KerDenSOM(3, 2, n_jobs=2, random_state=0).fit(X).labels_
 
 
-@pytest.mark.parametrize("n_steps, n_reduced", [(1, 1), (2, 1), (3, 1), (5, 3)])
-def test_the_last_two_annealing_steps_run_on_every_feature(low_rank, monkeypatch, n_steps, n_reduced):
+@pytest.mark.parametrize("n_steps", [1, 2, 5])
+def test_every_annealing_step_runs_on_the_residual_samples(low_rank, monkeypatch, n_steps):
     ran = []
 
-    def recorded_anneal(problem, code_vectors, sigma, schedule, *args):
-        reduced = problem.samples.shape[1] < low_rank.shape[1]
-        ran.extend([reduced] * len(schedule))
-        return anneal(problem, code_vectors, sigma, schedule, *args)
+    def recorded_anneal(problem, code_vectors, sigma, schedule, *args, **kwargs):
+        ran.append((type(problem.samples), len(schedule), code_vectors.shape))
+        return anneal(problem, code_vectors, sigma, schedule, *args, **kwargs)
 
     monkeypatch.setattr(estimator_module, "anneal", recorded_anneal)
-    KerDenSOM(4, 3, subspace_components=2, annealing_steps=n_steps, random_state=0).fit(low_rank)
-    # One step runs in the subspace, then one exact iteration (refine), outside anneal.
-    assert ran == [True] * n_reduced + [False] * (n_steps - n_reduced if n_steps > 1 else 0)
+    som = KerDenSOM(4, 3, subspace_components=2, annealing_steps=n_steps, random_state=0).fit(low_rank)
+    assert ran == [(ResidualSamples, n_steps, (12, 2))]
+    assert som.cluster_centers_.shape == (12, 40)
 
 
-def test_the_last_annealing_step_runs_on_every_feature(low_rank, capsys):
+def test_a_subspace_fit_ends_where_its_last_step_does(low_rank, capsys):
     som = KerDenSOM(4, 3, subspace_components=2, annealing_steps=3, random_state=0, verbose=1).fit(low_rank)
     printed = capsys.readouterr().out
     assert [f"step {step}/3" in printed for step in (1, 2, 3)] == [True, True, True]
     history = som.annealing_history_
     assert len(history) == 3 and som.n_iter_ == sum(step["n_iter"] for step in history)
-    # The last step ran on every feature: its trace ends where the fit does (one exact iteration after a
-    # subspace step would have moved the width past the history).
     assert history[-1]["converged"] and history[-1]["n_iter"] > 1
     assert som.sigma_ == pytest.approx(history[-1]["sigma"], rel=1e-12)
+    # The code vectors take back the detail outside the subspace from the residual coefficients.
+    centred = som.cluster_centers_.astype(np.float64) - low_rank.mean(axis=0)
+    basis = np.linalg.svd(low_rank - low_rank.mean(axis=0), full_matrices=False)[2][:2].T
+    assert np.abs(centred - centred @ basis @ basis.T).max() > 1e-3

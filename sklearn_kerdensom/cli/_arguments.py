@@ -176,8 +176,8 @@ def _add_map_options(parser):
         "--subspace",
         type=_positive_int,
         metavar="K",
-        help="run every annealing step but the last two in the principal subspace of K dimensions, the "
-        "last two on every pixel (faster; likelihood only)",
+        help="fit in the principal subspace of K dimensions, each image's residual kept as a direction of "
+        "its own (faster; likelihood only)",
     )
     group.add_argument("--standardize", action="store_true", help="z-score every pixel (Xmipp --norm)")
     group.add_argument("--seed", type=_integer, default=0, help="random seed (default: 0)")
