@@ -6,9 +6,9 @@ noise) of the 2000 clean images of ``make_adk_path(2000, random_state=0)``, a co
 many iterations as a real data set's) to a temporary directory (``--dir``, default the system's), then in a child
 process fits ``KerDenSOM(7, 7, subspace_components=K)`` with every other parameter at its default, to
 convergence, on the memory-mapped stack (a flattened view of the map: nothing is copied into memory). The
-fit reads the stack for the frame (2 passes), the samples' norms, the subspace coordinates, every iteration
-of the last two annealing steps (which run on every pixel) and the labels; the iterations of the other steps
-run on the N x K coordinates in memory.
+fit reads the stack for the frame (2 passes), the samples' norms, the subspace coordinates, the code vectors'
+detail outside the subspace and the labels; every iteration runs in memory, on the N x K coordinates and the
+code vectors' N x 49 residual coefficients (``sklearn_kerdensom._subspace``).
 
 Reports the fit's wall time and iterations, the peak anonymous memory of the process (``RssAnon`` sampled
 every 20 ms: pages of the mapped file are page cache, not memory the process holds) and ``VmHWM``, and
@@ -122,7 +122,7 @@ def main():
         ["float32 data, GB", round(data_gb, 1)],
         [f"fit seconds (subspace_components={args.components})", round(result["seconds"], 1)],
         ["iterations", result["n_iter"]],
-        ["  per annealing step (the last two on every pixel)", result["step_iterations"]],
+        ["  per annealing step", result["step_iterations"]],
         ["converged", result["converged"]],
         ["peak RssAnon, MB", round(result["peak_rss_anon_mb"])],
         ["  of which before the fit, MB", round(result["rss_anon_before_fit_mb"])],

@@ -78,11 +78,13 @@ RULES = {
     "reference": {"objective": "xmipp", "init": "random"},
 }
 # Variants measured on request (--rules): fits in a principal subspace, tolerances of the steps before the last,
-# plain EM iterations.
+# plain EM iterations, and a subspace fit with plain EM iterations ("plain EM, subspace 32": its results file is
+# named after its first word).
 VARIANTS = {
     **{f"subspace {n}": {"subspace_components": n} for n in (8, 16, 32, 64, 128)},
     **{f"annealing_tol {tol:g}": {"annealing_tol": tol} for tol in (1e-7, 1e-6, 1e-5, 1e-4, 1e-3)},
     "acceleration None": {"acceleration": None},
+    "plain EM, subspace 32": {"subspace_components": 32, "acceleration": None},
 }
 MEASURES = (
     "layout",

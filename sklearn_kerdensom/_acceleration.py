@@ -25,9 +25,16 @@ _CAP_FACTOR = 4.0
 
 
 def _parabola(start, first, second):
-    """``r`` and ``v`` of the module docstring, for arrays or floats."""
+    """``r`` and ``v`` of the module docstring, for arrays or floats.
+
+    An array ``first`` is overwritten (it becomes ``v``): a state of a fit in a subspace holds a coefficient
+    per sample and node (:mod:`._subspace`), and the path needs ``first`` no more.
+    """
     change = first - start
-    curvature = second - first
+    if isinstance(first, np.ndarray):
+        curvature = np.subtract(second, first, out=first)
+    else:
+        curvature = second - first
     curvature -= change
     return change, curvature
 
@@ -41,11 +48,13 @@ def _step_length(change, curvature):
 
 
 def _along_parabola(start, change, curvature, length):
-    """``start + 2 a r + a^2 v`` of the module docstring (for arrays, with one temporary array)."""
-    point = 2.0 * length * change
-    point += start
-    point += length**2 * curvature
-    return point
+    """``start + 2 a r + a^2 v`` of the module docstring; arrays ``change`` and ``curvature`` are
+    overwritten (the point is ``change``'s array), for the memory of the states of a subspace fit."""
+    change *= 2.0 * length
+    change += start
+    curvature *= length**2
+    change += curvature
+    return change
 
 
 def iterate_squarem(step, code_vectors, sigma):
@@ -68,7 +77,7 @@ def iterate_squarem(step, code_vectors, sigma):
         first_objective = step.trace.objective[-1]
         change, curvature = _parabola(code_vectors, first, second)
         # A state of a fit in a subspace holds a coefficient per sample and node (:mod:`._subspace`):
-        # every state the path no longer needs is let go before the next pass.
+        # every state the path no longer needs is let go before the next pass (first is curvature now).
         del first
         length = min(cap, _step_length(change, curvature))
         at_cap = length == cap

@@ -18,11 +18,11 @@ products are ``O(sqrt(n_features))`` against ``O(n_features)`` for their squared
 samples that keep this term exactly and drop only those products: each sample's residual is a direction of
 its own, of length ``|r_k|`` (:class:`ResidualSamples`). Its code vectors are ``(w_c, a_c)``, of
 ``n_components + n_samples`` coordinates; a pass costs ``n_components + 1`` products per sample and node.
-On 2000 simulated particles (``benchmarks/bench_quality.py``'s path set, SNR 0.1) fits in the subspace alone
-had a chance-corrected continuity of 0.60-0.64 and a topographic error of 0.06-0.10 with 32 to 256
-components, where the full fit has 0.76 and 0.013; with the residual directions, 32 components give 0.76
-and 0.009. A last pass over the samples puts each code vector's residual part back in pixel space
-(:func:`code_vectors_in_features`).
+On 2000 simulated particles (``benchmarks/bench_quality.py``'s path set, SNR 0.1, one seed) fits in the
+subspace alone had a chance-corrected continuity of 0.60-0.64 and a topographic error of 0.056-0.077 with 32
+to 256 components, where the full fit has 0.762 and 0.013; with the residual directions, 32 components give
+0.760 and 0.021 (README, "Subspace fits"). A last pass over the samples puts each code vector's residual
+part back in pixel space (:func:`code_vectors_in_features`).
 """
 
 from dataclasses import dataclass, replace
