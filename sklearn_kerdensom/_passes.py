@@ -229,9 +229,10 @@ def weighted_chunk_statistics(
 
 def chunk_statistics(chunk, terms, centers, variance, kernel, df, storage_dtype, n_features=None):
     """E-step statistics of one chunk (:func:`weighted_chunk_statistics` without the weights)."""
-    return weighted_chunk_statistics(chunk, terms, centers, variance, kernel, df, storage_dtype, n_features)[
-        0
-    ]
+    statistics, _ = weighted_chunk_statistics(
+        chunk, terms, centers, variance, kernel, df, storage_dtype, n_features
+    )
+    return statistics
 
 
 def with_log_kernel_constant(statistics, n_samples, n_nodes, variance, n_features, kernel, df):

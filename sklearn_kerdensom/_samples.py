@@ -91,7 +91,8 @@ def _declared_rows(apply, n_rows, function, raw_rows, *args, block_info=None, **
     return apply(function, raw_rows, *args, **kwargs)
 
 
-def _add(parts):
+def total_of(parts):
+    """The sum of ``parts`` (the statistics of chunks), added in their order."""
     return reduce(lambda total, part: total + part, parts)
 
 
@@ -161,7 +162,7 @@ class ChunkedSamples:
                 None if per_sample is None else per_sample[rows],
             )
 
-        return _add(map_in_threads(chunk_result, self._slices(), self.n_threads))
+        return total_of(map_in_threads(chunk_result, self._slices(), self.n_threads))
 
     def map_rows(self, function, n_outputs=None):
         """``function(chunk, terms)`` of every chunk, stacked: float64 of shape (n_samples[, n_outputs])."""
@@ -209,7 +210,7 @@ def _tree_sum(parts):
 
     while len(parts) > 1:
         parts = [
-            dask.delayed(_add)(parts[start : start + SPLIT_EVERY])
+            dask.delayed(total_of)(parts[start : start + SPLIT_EVERY])
             for start in range(0, len(parts), SPLIT_EVERY)
         ]
     return parts[0]
@@ -331,7 +332,7 @@ class DeviceSamples(ChunkedSamples):
 
     def reduce(self, function, per_sample=None):
         chunk_results = (self._chunk_result(function, rows, per_sample) for rows in self._slices())
-        return _add(fields_to_numpy(result) for result in chunk_results)
+        return total_of(fields_to_numpy(result) for result in chunk_results)
 
     def map_rows(self, function, n_outputs=None):
         """``function(chunk, terms)`` of every chunk, stacked on the device: float64 of shape

@@ -26,7 +26,6 @@ part back in pixel space (:func:`code_vectors_in_features`).
 """
 
 from dataclasses import dataclass, replace
-from functools import reduce
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -34,7 +33,7 @@ from sklearn.decomposition import PCA
 from ._blas import map_in_threads
 from ._frame import Frame
 from ._passes import weighted_chunk_statistics, weighted_statistics, with_log_kernel_constant
-from ._samples import ChunkedSamples
+from ._samples import ChunkedSamples, total_of
 
 # Images the basis is estimated from, at most: enough for the signal subspace, and a bounded PCA.
 _BASIS_MAX_SAMPLES = 20_000
@@ -184,8 +183,7 @@ class ResidualSamples(ReducedSamples):
             residual_sums[:, rows] = (weights * norms[:, None]).T
             return statistics
 
-        parts = map_in_threads(chunk_result, self._slices(), self.n_threads)
-        statistics = reduce(lambda total, part: total + part, parts)
+        statistics = total_of(map_in_threads(chunk_result, self._slices(), self.n_threads))
         weighted_sums[:, : self.n_components] = statistics.weighted_sums
         statistics.weighted_sums = weighted_sums
         return with_log_kernel_constant(
